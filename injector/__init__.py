@@ -1,0 +1,3 @@
+"""The mutating admission webhook that attaches collector sidecars. Imports `parsers`, never `collector`."""
+
+__all__: list[str] = []

@@ -1,0 +1,5 @@
+"""`python -m katib_metrics` is the console script."""
+
+from katib_metrics.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""Entry point of `katib-metrics`: picks the subcommand and hands the rest of argv to its package's cli."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from katib_metrics import __version__
+
+# Subcommand → (module, function). Imported lazily so `parse` never pays for gRPC or YAML.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "parse": ("parsers.cli", "main", "parse a metrics log, JSON lines or event directory and print the metrics"),
+    "collect": ("collector.cli", "collect_main", "the sidecar: Katib's collector flags, reports over gRPC"),
+    "run": ("collector.cli", "run_main", "run a training command locally and collect its metrics"),
+    "db-manager": ("collector.cli", "db_manager_main", "a local Katib db-manager (gRPC) over SQLite"),
+    "injector": ("injector.cli", "main", "the admission webhook: `serve` or `mutate`"),
+}
+
+USAGE = "usage: katib-metrics [--version] [-h] COMMAND [ARGS...]"
+
+
+def _help() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = [USAGE, "", "Katib-compatible metrics collection for hyperparameter-tuning trials.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {text}" for name, (_, _, text) in COMMANDS.items()]
+    lines += ["", "Run `katib-metrics COMMAND --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_help())
+        return 0 if args else 2
+    if args[0] == "--version":
+        print(f"katib-metrics {__version__}")
+        return 0
+    name = args[0]
+    if name not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        print(f"katib-metrics: error: unknown command {name!r} (choose from {', '.join(COMMANDS)})",
+              file=sys.stderr)
+        return 2
+    module_name, func_name, _ = COMMANDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        print(f"katib-metrics: error: command {name!r} needs an optional dependency that is not installed "
+              f"({err.name}); install it with: pip install 'katib-metrics-collector[all]'", file=sys.stderr)
+        return 2
+    func: Callable[[list[str], str], int] = getattr(module, func_name)
+    return func(args[1:], f"katib-metrics {name}")

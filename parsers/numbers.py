@@ -1,0 +1,75 @@
+"""Number text as Katib's Go code reads it (`strconv.ParseFloat`) and writes it (shortest round trip)."""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+
+__all__ = ["format_float32", "format_number", "is_go_float", "parse_go_float"]
+
+_DEC = r"(?:\d(?:_?\d)*)"
+_HEX = r"(?:[0-9a-fA-F](?:_?[0-9a-fA-F])*)"
+_GO_FLOAT = re.compile(
+    rf"""[+-]?(?:
+        (?:{_DEC}(?:\.(?:{_DEC})?)?|\.{_DEC})(?:[eE][+-]?{_DEC})?       # decimal
+      | 0[xX]_?(?:{_HEX}(?:\.(?:{_HEX})?)?|\.{_HEX})[pP][+-]?{_DEC}    # hexadecimal: exponent required
+      | (?i:inf|infinity)                                              # infinities may carry a sign
+    )|(?i:nan)                                                         # NaN may not
+    """,
+    re.VERBOSE | re.ASCII,
+)
+
+
+def parse_go_float(text: str) -> float | None:
+    """The float Go's `strconv.ParseFloat(text, 64)` returns without error, else None.
+
+    Differences from Python's `float()` that matter for Katib: no surrounding spaces, no
+    non-ASCII digits, hex floats need a `p` exponent, `+nan` is invalid, and values beyond
+    float64's range are errors rather than infinities.
+    """
+    if not _GO_FLOAT.fullmatch(text):
+        return None
+    plain = text.replace("_", "")
+    body = plain.lstrip("+-")
+    if body[:2] in ("0x", "0X"):
+        try:
+            value = float.fromhex(plain)
+        except OverflowError:
+            return None
+    else:
+        value = float(plain)
+    if math.isinf(value) and "n" not in body.lower():
+        return None
+    return value
+
+
+def is_go_float(text: str) -> bool:
+    return parse_go_float(text) is not None
+
+
+def format_number(value: float | int) -> str:
+    """Shortest text that round-trips a float64, with Python's trailing `.0` dropped (`1.0` → `1`)."""
+    if isinstance(value, bool):
+        raise TypeError("booleans are not numbers here")
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_float32(value: float) -> str:
+    """Shortest text that round-trips `value` at float32 precision (float32 0.1 → `0.1`)."""
+    if math.isnan(value) or math.isinf(value):
+        return format_number(value)
+    target = struct.pack("<f", value)
+    for digits in range(1, 10):
+        text = f"{value:.{digits}g}"
+        if struct.pack("<f", float(text)) == target:
+            # repr() of the short decimal is never longer and names the same float32.
+            return format_number(float(text))
+    return format_number(value)

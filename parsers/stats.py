@@ -1,0 +1,49 @@
+"""Counters every parser keeps about what it read, recorded and skipped (the observer observes itself)."""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+class SkipReason(enum.StrEnum):
+    """Why a value or a line was not turned into a MetricLog. Used as a Prometheus label value."""
+
+    NOT_A_NUMBER = "not_a_number"
+    REGEX_TIMEOUT = "regex_timeout"
+    INVALID_JSON = "invalid_json"
+    BAD_RECORD = "bad_record"
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """One skipped item: `where` is a 1-based line number (or a record offset for binary inputs)."""
+
+    where: int
+    reason: SkipReason
+    detail: str
+
+
+SkipSink = Callable[[Skipped], None]
+
+
+@dataclass
+class ParseStats:
+    """Running totals of one parse; sources add lines, parsers add values and skips."""
+
+    lines: int = 0
+    values: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[SkipReason] = field(default_factory=Counter)
+    first_skips: list[Skipped] = field(default_factory=list)
+    keep_skips: int = 20
+
+    def record_skip(self, skip: Skipped) -> None:
+        self.skipped[skip.reason] += 1
+        if len(self.first_skips) < self.keep_skips:
+            self.first_skips.append(skip)
+
+    @property
+    def skipped_total(self) -> int:
+        return sum(self.skipped.values())
