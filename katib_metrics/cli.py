@@ -13,7 +13,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "parse": ("parsers.cli", "main", "parse a metrics log, JSON lines or event directory and print the metrics"),
     "collect": ("collector.cli", "collect_main", "the sidecar: Katib's collector flags, reports over gRPC"),
     "run": ("collector.cli", "run_main", "run a training command locally and collect its metrics"),
-    "db-manager": ("collector.cli", "db_manager_main", "a local Katib db-manager (gRPC) over SQLite"),
+    "db-manager": ("collector.dbmanager.cli", "main", "a local Katib db-manager (gRPC) over SQLite"),
     "injector": ("injector.cli", "main", "the admission webhook: `serve` or `mutate`"),
 }
 
