@@ -37,6 +37,7 @@ from parsers.numbers import format_number, parse_go_float
 from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
 
 __all__ = [
+    "Labels",
     "Sample",
     "Selector",
     "compile_selectors",
@@ -45,6 +46,7 @@ __all__ = [
     "rfc3339_from_ns",
     "select_samples",
     "series_text",
+    "to_metric_log",
 ]
 
 Labels = tuple[tuple[str, str], ...]
