@@ -1,0 +1,142 @@
+"""`katib-metrics injector serve|mutate`: reads argv and the environment, configures logging, runs the command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from injector.config import KatibConfig, load_katib_config
+from injector.errors import DeniedError, InjectorError
+from injector.mutate import Resolved, mutate_pod
+from injector.patch import json_patch
+from injector.settings import SHIPPED_KATIB_CONFIG, db_manager_address
+from injector.sidecar import SidecarOptions
+from injector.trial import Trial, algorithm_from_object
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A bad option or unreadable input file: exit status 2."""
+
+
+def _add_sidecar_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("sidecar")
+    group.add_argument("--db-manager-address", metavar="HOST:PORT",
+                       help="the sidecar's -s-db (default: Katib's rule from KATIB_DB_MANAGER_SERVICE_IP/"
+                            "_NAMESPACE/_PORT and KATIB_CORE_NAMESPACE: katib-db-manager.kubeflow:6789)")
+    group.add_argument("--native-sidecar", action="store_true",
+                       help="inject the collector as a native sidecar (init container with restartPolicy: "
+                            "Always; Kubernetes >= 1.29) so it starts before training")
+    group.add_argument("--sidecar-metrics-port", type=int, default=0, metavar="PORT",
+                       help="pass --metrics-port PORT to the sidecar (our collector image only; Katib's images "
+                            "reject the flag). 0 (default) keeps the sidecar args exactly Katib's")
+    group.add_argument("--no-sidecar-security-context", action="store_true",
+                       help="do not give the sidecar the restrictive securityContext (read-only root, no "
+                            "privilege escalation, all capabilities dropped, the training's user)")
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="The Katib pod admission webhook and its offline twin.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    mutate = commands.add_parser(
+        "mutate", help="print the pod the webhook would admit, from local YAML files (no cluster needed)",
+        description="Print the mutated Pod as YAML: exactly what `injector serve` would admit for this pod.")
+    mutate.add_argument("--trial", required=True, metavar="TRIAL.yaml", help="the Trial that owns the pod")
+    mutate.add_argument("--pod", required=True, metavar="POD.yaml", help="the pod as created by the trial's job")
+    mutate.add_argument("--config", metavar="KATIB_CONFIG.yaml",
+                        help="the KatibConfig document or the katib-config ConfigMap (default: Katib's shipped "
+                             "collectors: file-metrics-collector and tfevent-metrics-collector)")
+    mutate.add_argument("--experiment", metavar="EXPERIMENT.yaml",
+                        help="the Experiment (or Suggestion): its algorithm names the early-stopping service; "
+                             "required when the trial has earlyStoppingRules")
+    mutate.add_argument("--namespace", default="", help="the pod's namespace (default: the trial's)")
+    mutate.add_argument("--output", choices=("yaml", "patch"), default="yaml",
+                        help="yaml: the mutated pod (default); patch: the JSON patch the webhook would return")
+    _add_sidecar_options(mutate)
+    return parser
+
+
+def _read_yaml(path: str, what: str) -> Mapping[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot read {what} file {path}: {err.strerror or err}") from err
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise UsageError(f"{what} file {path} is not valid YAML: {err}") from err
+    if not isinstance(document, Mapping):
+        raise UsageError(f"{what} file {path} must hold one {what} object (a YAML mapping)")
+    return document
+
+
+def sidecar_options(args: argparse.Namespace, env: Mapping[str, str]) -> SidecarOptions:
+    if not 0 <= args.sidecar_metrics_port <= 65535:
+        raise UsageError(f"--sidecar-metrics-port must be 0..65535, got {args.sidecar_metrics_port}")
+    return SidecarOptions(
+        db_manager_address=args.db_manager_address or db_manager_address(env),
+        native_sidecar=args.native_sidecar,
+        metrics_port=args.sidecar_metrics_port,
+        restricted_security=not args.no_sidecar_security_context,
+    )
+
+
+def read_katib_config(path: str | None) -> KatibConfig:
+    if path is None:
+        return load_katib_config(SHIPPED_KATIB_CONFIG, "Katib's shipped katib-config")
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot read katib-config file {path}: {err.strerror or err}") from err
+    return load_katib_config(text, path)
+
+
+def _run_mutate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    trial = Trial.from_object(_read_yaml(args.trial, "Trial"))
+    pod = _read_yaml(args.pod, "Pod")
+    config = read_katib_config(args.config)
+    algorithm = algorithm_from_object(_read_yaml(args.experiment, "Experiment")) if args.experiment else None
+    try:
+        mutation = mutate_pod(pod, trial, config, sidecar_options(args, env), Resolved(algorithm=algorithm),
+                              args.namespace)
+    except DeniedError as err:
+        print(f"injector mutate: the webhook would deny this pod: {err}", file=sys.stderr)
+        return 1
+    if args.output == "patch":
+        print(json.dumps(json_patch(dict(pod), mutation.pod), indent=2))
+    else:
+        sys.stdout.write(yaml.safe_dump(mutation.pod, sort_keys=False, width=1 << 20))
+    return 0
+
+
+def main(argv: list[str], prog: str) -> int:
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    logging.basicConfig(level=os.environ.get("KATIB_INJECTOR_LOG_LEVEL", "INFO").upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return _run_mutate(args, os.environ)
+    except (UsageError, InjectorError) as err:
+        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+def entry(argv: Sequence[str] | None = None) -> int:
+    """Run as `python -m injector.cli` (tests, debugging)."""
+    return main(list(sys.argv[1:] if argv is None else argv), "katib-metrics injector")
+
+
+if __name__ == "__main__":
+    sys.exit(entry())
