@@ -40,8 +40,9 @@ class Helm:
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         started = time.monotonic()
-        result = subprocess.run([str(self.binary), *args], capture_output=True, text=True, env=self.env,
-                                timeout=30, check=False)
+        result = subprocess.run(
+            [str(self.binary), *args], capture_output=True, text=True, env=self.env, timeout=30, check=False
+        )
         self.durations.append(time.monotonic() - started)
         if check and result.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
@@ -63,8 +64,9 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Helm]:
     binary = _find_helm()
     if binary is None:
         # scripts/test runs scripts/get-helm first; this covers a bare `pytest` on a fresh machine.
-        fetched = subprocess.run([str(REPO / "scripts" / "get-helm")], capture_output=True, text=True,
-                                 timeout=300, check=False)
+        fetched = subprocess.run(
+            [str(REPO / "scripts" / "get-helm")], capture_output=True, text=True, timeout=300, check=False
+        )
         if fetched.returncode != 0:
             pytest.fail(f"no helm binary and scripts/get-helm failed:\n{fetched.stderr}")
         binary = Path(fetched.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""The Helm chart, rendered by a real helm and checked by kubernetes-validate and by field-level assertions."""
+"""The Helm chart, rendered by a real helm, checked by kubernetes-validate and by field-level assertions."""
 
 from __future__ import annotations
 
@@ -27,16 +27,26 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
     "cert-manager": {"certificates": {"mode": "certManager"}},
     "cert-manager-issuer": {
-        "certificates": {"mode": "certManager",
-                         "certManager": {"issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer",
-                                                       "group": "cert-manager.io"}}},
+        "certificates": {
+            "mode": "certManager",
+            "certManager": {
+                "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+            },
+        },
     },
-    "secret": {"certificates": {"mode": "secret", "secret": {"name": "my-webhook-tls", "caBundle": CA_PEM_B64}}},
+    "secret": {
+        "certificates": {"mode": "secret", "secret": {"name": "my-webhook-tls", "caBundle": CA_PEM_B64}}
+    },
     "katib-takeover": {
         "katibConfig": {"source": "katib"},
-        "webhook": {"namespaceLabel": {"key": KATIB_LABEL, "value": "enabled"}, "failurePolicy": "Ignore",
-                    "timeoutSeconds": 5, "objectSelector": {"matchExpressions": [
-                        {"key": "katib.kubeflow.org/trial", "operator": "DoesNotExist"}]}},
+        "webhook": {
+            "namespaceLabel": {"key": KATIB_LABEL, "value": "enabled"},
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 5,
+            "objectSelector": {
+                "matchExpressions": [{"key": "katib.kubeflow.org/trial", "operator": "DoesNotExist"}]
+            },
+        },
         "serviceMonitor": {"enabled": True},
         "podMonitor": {"enabled": True},
         "image": {"digest": "sha256:" + "a" * 64},
@@ -72,7 +82,7 @@ def injector_container(objects: list[Manifest]) -> Manifest:
 
 def arg_value(container: Manifest, flag: str) -> str | None:
     prefix = f"--{flag}="
-    return next((a[len(prefix):] for a in container["args"] if a.startswith(prefix)), None)
+    return next((a[len(prefix) :] for a in container["args"] if a.startswith(prefix)), None)
 
 
 def webhook(objects: list[Manifest]) -> Manifest:
@@ -95,7 +105,7 @@ def _cached_schemas() -> Iterator[None]:
 
 
 def validate_once(obj: Manifest, version: str) -> None:
-    """kubernetes-validate strict; an object identical in several scenarios is validated once (60 ms a call)."""
+    """kubernetes-validate strict; an object repeated across scenarios is validated once (60 ms a call)."""
     key = (json.dumps(obj, sort_keys=True), version)
     if key not in _VALIDATED:
         kubernetes_validate.validate(obj, version, strict=True)
@@ -107,8 +117,15 @@ def validate_once(obj: Manifest, version: str) -> None:
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_helm_lint_strict(helm: Helm, tmp_path: Path, scenario: str) -> None:
-    result = helm.run("lint", "--strict", str(CHART), "--namespace", NAMESPACE,
-                      "--values", str(write_values(tmp_path, scenario, SCENARIOS[scenario])))
+    result = helm.run(
+        "lint",
+        "--strict",
+        str(CHART),
+        "--namespace",
+        NAMESPACE,
+        "--values",
+        str(write_values(tmp_path, scenario, SCENARIOS[scenario])),
+    )
     assert "0 chart(s) failed" in result.stdout
 
 
@@ -139,7 +156,9 @@ def test_each_helm_call_is_fast(helm: Helm, rendered: dict[str, list[Manifest]])
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
-def test_webhook_fields_the_validator_does_not_check(rendered: dict[str, list[Manifest]], scenario: str) -> None:
+def test_webhook_fields_the_validator_does_not_check(
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
     objects = rendered[scenario]
     hook = webhook(objects)
     assert hook["sideEffects"] in ("None", "NoneOnDryRun") and hook["sideEffects"] == "None"
@@ -148,8 +167,15 @@ def test_webhook_fields_the_validator_does_not_check(rendered: dict[str, list[Ma
     assert hook["reinvocationPolicy"] in ("Never", "IfNeeded")
     assert hook["matchPolicy"] in ("Exact", "Equivalent")
     assert 1 <= hook["timeoutSeconds"] <= 30
-    assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                              "resources": ["pods"], "scope": "Namespaced"}]
+    assert hook["rules"] == [
+        {
+            "apiGroups": [""],
+            "apiVersions": ["v1"],
+            "operations": ["CREATE"],
+            "resources": ["pods"],
+            "scope": "Namespaced",
+        }
+    ]
     service = one(objects, "Service")
     client = hook["clientConfig"]["service"]
     assert client["path"] == "/mutate-pod"
@@ -159,13 +185,18 @@ def test_webhook_fields_the_validator_does_not_check(rendered: dict[str, list[Ma
     assert hook["name"].count(".") >= 2
 
 
-def test_default_webhook_selects_our_namespace_label_and_fails_closed(rendered: dict[str, list[Manifest]]) -> None:
+def test_default_webhook_selects_our_namespace_label_and_fails_closed(
+    rendered: dict[str, list[Manifest]],
+) -> None:
     hook = webhook(rendered["default"])
     assert hook["namespaceSelector"]["matchLabels"] == {OUR_LABEL: "enabled"}
     assert KATIB_LABEL not in hook["namespaceSelector"]["matchLabels"]
     excluded = hook["namespaceSelector"]["matchExpressions"]
-    assert {"key": "kubernetes.io/metadata.name", "operator": "NotIn",
-            "values": ["kube-system", NAMESPACE]} in excluded
+    assert {
+        "key": "kubernetes.io/metadata.name",
+        "operator": "NotIn",
+        "values": ["kube-system", NAMESPACE],
+    } in excluded
     assert hook["failurePolicy"] == "Fail"
     assert hook["timeoutSeconds"] == 10
     assert "objectSelector" not in hook
@@ -180,7 +211,8 @@ def test_takeover_uses_katib_label_and_configured_policy(rendered: dict[str, lis
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_match_conditions_exclude_injector_and_katib_controller(
-        rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
     objects = rendered[scenario]
     account = one(objects, "ServiceAccount")["metadata"]["name"]
     assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == account
@@ -193,13 +225,18 @@ def test_match_conditions_exclude_injector_and_katib_controller(
 
 
 def rbac_rules(objects: list[Manifest]) -> list[tuple[str, Manifest]]:
-    return [(obj["kind"], rule) for obj in objects if obj["kind"] in ("ClusterRole", "Role")
-            for rule in obj["rules"]]
+    return [
+        (obj["kind"], rule)
+        for obj in objects
+        if obj["kind"] in ("ClusterRole", "Role")
+        for rule in obj["rules"]
+    ]
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_rbac_has_no_wildcards_and_only_reads_outside_bootstrap(
-        rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
     objects = rendered[scenario]
     bootstrap = SCENARIOS[scenario].get("certificates", {}).get("mode", "bootstrap") == "bootstrap"
     for _, rule in rbac_rules(objects):
@@ -215,10 +252,27 @@ def test_rbac_has_no_wildcards_and_only_reads_outside_bootstrap(
 
 
 def test_rbac_reads_trials_and_every_training_job_kind(rendered: dict[str, list[Manifest]]) -> None:
-    granted = {(group, resource) for _, rule in rbac_rules(rendered["default"]) if "get" in rule["verbs"]
-               for group in rule["apiGroups"] for resource in rule["resources"]}
-    expected = {("kubeflow.org", r) for r in ("trials", "experiments", "suggestions", "tfjobs", "pytorchjobs",
-                                              "mpijobs", "xgboostjobs", "paddlejobs", "jaxjobs")}
+    granted = {
+        (group, resource)
+        for _, rule in rbac_rules(rendered["default"])
+        if "get" in rule["verbs"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    expected = {
+        ("kubeflow.org", r)
+        for r in (
+            "trials",
+            "experiments",
+            "suggestions",
+            "tfjobs",
+            "pytorchjobs",
+            "mpijobs",
+            "xgboostjobs",
+            "paddlejobs",
+            "jaxjobs",
+        )
+    }
     expected |= {("batch", "jobs"), ("trainer.kubeflow.org", "trainjobs"), ("jobset.x-k8s.io", "jobsets")}
     assert expected <= granted
 
@@ -232,11 +286,15 @@ def test_bootstrap_mode_writes_only_its_own_secret_and_webhook(rendered: dict[st
     assert arg_value(container, "webhook-config") == mwc["metadata"]["name"]
     assert "caBundle" not in webhook(objects)["clientConfig"]
     writes = [(kind, rule) for kind, rule in rbac_rules(objects) if {"update", "patch"} & set(rule["verbs"])]
-    assert sorted((kind, tuple(rule["resources"]), tuple(rule["resourceNames"])) for kind, rule in writes) == [
+    assert sorted(
+        (kind, tuple(rule["resources"]), tuple(rule["resourceNames"])) for kind, rule in writes
+    ) == [
         ("ClusterRole", ("mutatingwebhookconfigurations",), (mwc["metadata"]["name"],)),
         ("Role", ("secrets",), (secret["metadata"]["name"],)),
     ]
-    role = next(o for o in objects if o["kind"] == "Role" and any("secrets" in r["resources"] for r in o["rules"]))
+    role = next(
+        o for o in objects if o["kind"] == "Role" and any("secrets" in r["resources"] for r in o["rules"])
+    )
     assert role["metadata"]["namespace"] == secret["metadata"]["namespace"] == NAMESPACE
     assert not any("create" in rule["verbs"] for _, rule in rbac_rules(objects))
 
@@ -249,7 +307,9 @@ def test_bindings_point_at_rendered_roles_and_account(rendered: dict[str, list[M
         assert len(bindings) == len(roles), scenario
         for binding in bindings:
             assert (binding["roleRef"]["kind"], binding["roleRef"]["name"]) in roles
-            assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
+            assert binding["subjects"] == [
+                {"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}
+            ]
 
 
 # --- certificate modes -------------------------------------------------------------------------------------
@@ -284,11 +344,16 @@ def test_cert_manager_mode(rendered: dict[str, list[Manifest]]) -> None:
 
 
 def test_cert_manager_with_existing_issuer_creates_only_the_certificate(
-        rendered: dict[str, list[Manifest]]) -> None:
+    rendered: dict[str, list[Manifest]],
+) -> None:
     objects = rendered["cert-manager-issuer"]
     assert not by_kind(objects, "Issuer")
     cert = one(objects, "Certificate")
-    assert cert["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+    assert cert["spec"]["issuerRef"] == {
+        "name": "corp-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
 
 
 def test_provided_secret_mode(rendered: dict[str, list[Manifest]]) -> None:
@@ -304,7 +369,8 @@ def test_provided_secret_mode(rendered: dict[str, list[Manifest]]) -> None:
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_deployment_is_highly_available_and_locked_down(
-        rendered: dict[str, list[Manifest]], scenario: str) -> None:
+    rendered: dict[str, list[Manifest]], scenario: str
+) -> None:
     objects = rendered[scenario]
     deployment = one(objects, "Deployment")
     pod = deployment["spec"]["template"]
@@ -312,7 +378,10 @@ def test_deployment_is_highly_available_and_locked_down(
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= pod["metadata"]["labels"].items()
-    assert one(objects, "PodDisruptionBudget")["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}}
+    assert one(objects, "PodDisruptionBudget")["spec"] == {
+        "minAvailable": 1,
+        "selector": {"matchLabels": selector},
+    }
     assert one(objects, "Service")["spec"]["selector"] == selector
     spread = pod["spec"]["topologySpreadConstraints"]
     assert {c["topologyKey"] for c in spread} == {"kubernetes.io/hostname", "topology.kubernetes.io/zone"}
@@ -379,20 +448,37 @@ def test_katib_config_source_reads_katibs_configmap(rendered: dict[str, list[Man
     assert arg_value(container, "katib-namespace") == "kubeflow"
     assert not by_kind(objects, "ConfigMap")
     role = next(o for o in by_kind(objects, "Role") if o["metadata"]["namespace"] == "kubeflow")
-    assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["katib-config"],
-                              "verbs": ["get"]}]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["katib-config"], "verbs": ["get"]}
+    ]
 
 
 def test_collector_overrides_and_wait_all(helm: Helm, tmp_path: Path) -> None:
-    values = {"katibConfig": {"collectorImage": "registry.local/km:dev", "metricsCollectors": [
-        {"kind": "StdOut", "waitAllProcesses": False, "resources": {"requests": {"ephemeral-storage": -1}}},
-        {"kind": "TensorFlowEvent", "image": "registry.local/tfevent:1", "imagePullPolicy": "Always"}]}}
+    values = {
+        "katibConfig": {
+            "collectorImage": "registry.local/km:dev",
+            "metricsCollectors": [
+                {
+                    "kind": "StdOut",
+                    "waitAllProcesses": False,
+                    "resources": {"requests": {"ephemeral-storage": -1}},
+                },
+                {"kind": "TensorFlowEvent", "image": "registry.local/tfevent:1", "imagePullPolicy": "Always"},
+            ],
+        }
+    }
     objects = helm.render(write_values(tmp_path, "overrides", values))
     collectors = yaml.safe_load(one(objects, "ConfigMap")["data"]["katib-config.yaml"])["runtime"][
-        "metricsCollectors"]
+        "metricsCollectors"
+    ]
     assert collectors == [
-        {"kind": "StdOut", "image": "registry.local/km:dev", "imagePullPolicy": "IfNotPresent",
-         "waitAllProcesses": False, "resources": {"requests": {"ephemeral-storage": -1}}},
+        {
+            "kind": "StdOut",
+            "image": "registry.local/km:dev",
+            "imagePullPolicy": "IfNotPresent",
+            "waitAllProcesses": False,
+            "resources": {"requests": {"ephemeral-storage": -1}},
+        },
         {"kind": "TensorFlowEvent", "image": "registry.local/tfevent:1", "imagePullPolicy": "Always"},
     ]
 
@@ -411,7 +497,9 @@ def test_service_monitor_and_pod_monitor(rendered: dict[str, list[Manifest]]) ->
     pod_monitor = one(objects, "PodMonitor")
     ports = {p["name"] for p in injector_container(objects)["ports"]}
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
-    assert not by_kind(rendered["default"], "ServiceMonitor") and not by_kind(rendered["default"], "PodMonitor")
+    assert not by_kind(rendered["default"], "ServiceMonitor") and not by_kind(
+        rendered["default"], "PodMonitor"
+    )
 
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
@@ -422,7 +510,9 @@ def test_helm_test_pod(rendered: dict[str, list[Manifest]], scenario: str) -> No
     pod = pods[0]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     selector = one(objects, "Service")["spec"]["selector"]
-    assert not selector.items() <= pod["metadata"]["labels"].items(), "the Service would route to the test pod"
+    assert not selector.items() <= pod["metadata"]["labels"].items(), (
+        "the Service would route to the test pod"
+    )
     scripts = by_kind(objects, "ConfigMap", hooks=True)
     assert len(scripts) == 1
     script = scripts[0]
@@ -437,7 +527,7 @@ def test_helm_test_pod(rendered: dict[str, list[Manifest]], scenario: str) -> No
 
 def test_notes_tell_how_to_label_namespaces(helm: Helm) -> None:
     result = helm.run("install", "kmi", str(CHART), "--dry-run=client", "--namespace", NAMESPACE)
-    notes = result.stdout[result.stdout.index("NOTES:"):]
+    notes = result.stdout[result.stdout.index("NOTES:") :]
     assert f"kubectl label namespace <trial-namespace> {OUR_LABEL}=enabled" in notes
     assert "helm test kmi" in notes
 

@@ -91,7 +91,9 @@ def test_parser_understands_continuations() -> None:
 def test_multi_stage_on_an_official_slim_python_base(stages: list[Stage]) -> None:
     assert len(stages) >= 2
     for stage in stages:
-        assert re.fullmatch(r"(docker\.io/(library/)?)?python:3\.1[1-9][\w.-]*-slim[\w.-]*", stage.base), stage.base
+        assert re.fullmatch(r"(docker\.io/(library/)?)?python:3\.1[1-9][\w.-]*-slim[\w.-]*", stage.base), (
+            stage.base
+        )
     assert stages[-1].base == stages[0].base, "build and final stage should share the interpreter"
 
 
@@ -168,13 +170,24 @@ def dockerignore_excludes(path: str, patterns: list[str]) -> bool:
 
 
 def test_dockerignore_keeps_what_copy_needs_and_drops_the_rest(stages: list[Stage]) -> None:
-    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
-                if line.strip() and not line.startswith("#")]
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     for source in context_sources(stages):
-        assert not dockerignore_excludes(source.rstrip("/") + "/x.py" if not Path(source).suffix else source,
-                                         patterns), f"COPY {source} but .dockerignore excludes it"
-    for unwanted in (".git/config", ".tools/bin/helm", "tests/deploy/test_chart.py", "charts/x/Chart.yaml",
-                     "parsers/__pycache__/model.cpython-311.pyc", "build/lib/x.py", "benchmarks/RESULTS.md"):
+        assert not dockerignore_excludes(
+            source.rstrip("/") + "/x.py" if not Path(source).suffix else source, patterns
+        ), f"COPY {source} but .dockerignore excludes it"
+    for unwanted in (
+        ".git/config",
+        ".tools/bin/helm",
+        "tests/deploy/test_chart.py",
+        "charts/x/Chart.yaml",
+        "parsers/__pycache__/model.cpython-311.pyc",
+        "build/lib/x.py",
+        "benchmarks/RESULTS.md",
+    ):
         assert dockerignore_excludes(unwanted, patterns), f"{unwanted} would be sent to the build"
 
 
@@ -190,35 +203,79 @@ def test_copy_sources_exist_and_match_pyproject(stages: list[Stage]) -> None:
             assert (REPO / source).exists(), f"COPY {source}: no such path in the repository"
 
 
-# --- the entrypoint, executed by a real sh with Katib's exact sidecar args -----------------------------------
+# --- the entrypoint, executed by a real sh with Katib's exact sidecar args
 
-KATIB_FILE_ARGS = ["-t", "mnist-x7k2p", "-m", "accuracy;loss", "-o-type", "maximize",
-                   "-s-db", "katib-db-manager.kubeflow:6789", "-path", "/var/log/katib/metrics.log",
-                   "-f", r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)", "-format", "TEXT",
-                   "-stop-rule", "accuracy;0.5;less;2", "-s-earlystop", "exp-medianstop.ns:6788"]
-KATIB_TFEVENT_ARGS = ["-t", "tf-trial", "-m", "accuracy", "-o-type", "maximize",
-                      "-s-db", "katib-db-manager.kubeflow:6789", "-path", "/var/log/katib/tfevent/"]
-TFEVENT_LONG_ARGS = ["--trial_name", "t", "--metric_names", "loss", "--metrics_file_dir", "/log",
-                     "--poll_interval", "1"]
+KATIB_FILE_ARGS = [
+    "-t",
+    "mnist-x7k2p",
+    "-m",
+    "accuracy;loss",
+    "-o-type",
+    "maximize",
+    "-s-db",
+    "katib-db-manager.kubeflow:6789",
+    "-path",
+    "/var/log/katib/metrics.log",
+    "-f",
+    r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)",
+    "-format",
+    "TEXT",
+    "-stop-rule",
+    "accuracy;0.5;less;2",
+    "-s-earlystop",
+    "exp-medianstop.ns:6788",
+]
+KATIB_TFEVENT_ARGS = [
+    "-t",
+    "tf-trial",
+    "-m",
+    "accuracy",
+    "-o-type",
+    "maximize",
+    "-s-db",
+    "katib-db-manager.kubeflow:6789",
+    "-path",
+    "/var/log/katib/tfevent/",
+]
+TFEVENT_LONG_ARGS = [
+    "--trial_name",
+    "t",
+    "--metric_names",
+    "loss",
+    "--metrics_file_dir",
+    "/log",
+    "--poll_interval",
+    "1",
+]
 
 
-def run_entrypoint(args: list[str], recorder_dir: Path | None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_entrypoint(
+    args: list[str], recorder_dir: Path | None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     if recorder_dir is not None:
         env["KATIB_METRICS"] = str(recorder_dir / "katib-metrics")
     else:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         env.pop("KATIB_METRICS", None)
-    return subprocess.run(["/bin/sh", str(ENTRYPOINT), *args], capture_output=True, text=True, env=env,
-                          timeout=timeout, check=False)
+    return subprocess.run(
+        ["/bin/sh", str(ENTRYPOINT), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture()
 def recorder(tmp_path: Path) -> Path:
     """A real executable standing in for katib-metrics: records the argv it was exec'd with, as JSON."""
     script = tmp_path / "katib-metrics"
-    script.write_text(f"#!{sys.executable}\nimport json, sys\n"
-                      f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
+    script.write_text(
+        f"#!{sys.executable}\nimport json, sys\n"
+        f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n"
+    )
     script.chmod(0o755)
     return tmp_path
 
@@ -228,19 +285,29 @@ def recorded(directory: Path) -> list[str]:
     return argv
 
 
-@pytest.mark.parametrize("args", [KATIB_FILE_ARGS, KATIB_TFEVENT_ARGS, TFEVENT_LONG_ARGS, ["--t=trial"]],
-                         ids=["file-collector", "tfevent-collector", "tfevent-long-names", "go-equals-form"])
+@pytest.mark.parametrize(
+    "args",
+    [KATIB_FILE_ARGS, KATIB_TFEVENT_ARGS, TFEVENT_LONG_ARGS, ["--t=trial"]],
+    ids=["file-collector", "tfevent-collector", "tfevent-long-names", "go-equals-form"],
+)
 def test_katib_sidecar_args_run_the_collector(recorder: Path, args: list[str]) -> None:
     result = run_entrypoint(args, recorder)
     assert result.returncode == 0, result.stderr
     assert recorded(recorder) == ["collect", *args]
 
 
-@pytest.mark.parametrize("args", [
-    ["injector", "serve", "--listen=0.0.0.0:8443"], ["db-manager", "--listen", "0.0.0.0:6789"],
-    ["parse", "-m", "loss", "-"], ["collect", "-t", "x"], ["run", "--", "python", "train.py"], ["--version"],
-    ["--help"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["injector", "serve", "--listen=0.0.0.0:8443"],
+        ["db-manager", "--listen", "0.0.0.0:6789"],
+        ["parse", "-m", "loss", "-"],
+        ["collect", "-t", "x"],
+        ["run", "--", "python", "train.py"],
+        ["--version"],
+        ["--help"],
+    ],
+)
 def test_subcommands_pass_through_unchanged(recorder: Path, args: list[str]) -> None:
     result = run_entrypoint(args, recorder)
     assert result.returncode == 0, result.stderr
@@ -269,7 +336,9 @@ def test_real_katib_metrics_version_through_the_entrypoint() -> None:
 
 
 def test_real_collector_accepts_katib_args_through_the_entrypoint() -> None:
-    pytest.importorskip("collector.cli", reason="the sidecar command (collector/cli.py) is not in this tree yet")
+    pytest.importorskip(
+        "collector.cli", reason="the sidecar command (collector/cli.py) is not in this tree yet"
+    )
     result = run_entrypoint([*KATIB_FILE_ARGS, "--help"], None)
     assert result.returncode == 0, result.stderr
     assert "-s-db" in result.stdout
