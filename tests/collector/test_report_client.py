@@ -48,7 +48,10 @@ def recording() -> Iterator[tuple[RecordingDBManager, str]]:
 
 def test_small_log_arrives_in_one_request(recording: tuple[RecordingDBManager, str]) -> None:
     servicer, address = recording
-    logs = [MetricLog("2024-03-04T01:55:08Z", "accuracy", "0.9"), MetricLog("0001-01-01T00:00:00Z", "loss", "x")]
+    logs = [
+        MetricLog("2024-03-04T01:55:08Z", "accuracy", "0.9"),
+        MetricLog("0001-01-01T00:00:00Z", "loss", "x"),
+    ]
     with DBManagerReporter(address) as reporter:
         result = reporter.report("trial-1", logs)
     assert (result.rows, result.requests, result.attempts, result.outcome) == (2, 1, 1, ReportOutcome.SUCCESS)
@@ -92,7 +95,9 @@ def test_unavailable_for_the_first_10_seconds_then_up_loses_and_duplicates_nothi
     assert [len(r.rows) for r in servicer.received] == [5000, 5000, 2000]
     assert result.outcome is ReportOutcome.RETRIED and result.retries == servicer.calls - 3
     assert 10 <= clock.now() < 10 + RetryPolicy().max_backoff * 1.2
-    assert counters.outcomes == {ReportOutcome.RETRIED: 1} and counters.retries["UNAVAILABLE"] == result.retries
+    assert (
+        counters.outcomes == {ReportOutcome.RETRIED: 1} and counters.retries["UNAVAILABLE"] == result.retries
+    )
     # exponential, capped backoff: 0.2, 0.4, 0.8, ...
     assert clock.sleeps[:3] == pytest.approx([0.2, 0.4, 0.8])
 
@@ -118,7 +123,9 @@ def test_client_retries_until_a_server_starts_late_on_its_port() -> None:
 
 
 def test_acknowledged_chunks_are_not_resent_when_a_later_chunk_is_retried() -> None:
-    servicer = RecordingDBManager(script=lambda n: grpc.StatusCode.RESOURCE_EXHAUSTED if n in (2, 3) else None)
+    servicer = RecordingDBManager(
+        script=lambda n: grpc.StatusCode.RESOURCE_EXHAUSTED if n in (2, 3) else None
+    )
     server, address = start_server(servicer)
     try:
         with DBManagerReporter(address, clock=FakeClock()) as reporter:
@@ -159,7 +166,10 @@ def test_permanent_error_fails_at_once_with_a_clear_message() -> None:
     counters = ReportCounters()
     clock = FakeClock()
     try:
-        with DBManagerReporter(address, clock=clock, observer=counters) as reporter, pytest.raises(ReportError) as info:
+        with (
+            DBManagerReporter(address, clock=clock, observer=counters) as reporter,
+            pytest.raises(ReportError) as info,
+        ):
             reporter.report("bad", rows(7))
     finally:
         server.stop(None)
@@ -239,7 +249,10 @@ def test_set_trial_status_permanent_error_names_the_service() -> None:
     servicer = RecordingEarlyStopping(script=lambda n: grpc.StatusCode.NOT_FOUND)
     server, address = start_server(servicer)
     try:
-        with EarlyStoppingClient(address, clock=FakeClock()) as client, pytest.raises(TrialStatusError) as info:
+        with (
+            EarlyStoppingClient(address, clock=FakeClock()) as client,
+            pytest.raises(TrialStatusError) as info,
+        ):
             client.set_trial_status("gone")
     finally:
         server.stop(None)

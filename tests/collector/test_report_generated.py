@@ -55,13 +55,27 @@ def test_wire_names_and_field_numbers_are_katibs() -> None:
     assert fields["Metric"] == {"name": 1, "value": 2}
     assert fields["ObservationLog"] == {"metric_logs": 1}
     assert fields["ReportObservationLogRequest"] == {"trial_name": 1, "observation_log": 2}
-    assert fields["GetObservationLogRequest"] == {"trial_name": 1, "metric_name": 2, "start_time": 3, "end_time": 4}
+    assert fields["GetObservationLogRequest"] == {
+        "trial_name": 1,
+        "metric_name": 2,
+        "start_time": 3,
+        "end_time": 4,
+    }
     assert fields["GetObservationLogReply"] == {"observation_log": 1}
     assert fields["EarlyStoppingRule"] == {"name": 1, "value": 2, "comparison": 3, "start_step": 4}
-    assert dict(api_pb2.ComparisonType.items()) == {"UNKNOWN_COMPARISON": 0, "EQUAL": 1, "LESS": 2, "GREATER": 3}
+    assert dict(api_pb2.ComparisonType.items()) == {
+        "UNKNOWN_COMPARISON": 0,
+        "EQUAL": 1,
+        "LESS": 2,
+        "GREATER": 3,
+    }
     health = health_pb2.DESCRIPTOR
     assert health.package == "grpc.health.v1" and "Check" in health.services_by_name["Health"].methods_by_name
-    assert dict(health_pb2.HealthCheckResponse.ServingStatus.items()) == {"UNKNOWN": 0, "SERVING": 1, "NOT_SERVING": 2}
+    assert dict(health_pb2.HealthCheckResponse.ServingStatus.items()) == {
+        "UNKNOWN": 0,
+        "SERVING": 1,
+        "NOT_SERVING": 2,
+    }
 
 
 @pytest.mark.timeout(60)

@@ -1,0 +1,22 @@
+"""The local db-manager: Katib's DBManager gRPC API over SQLite, for running without a cluster."""
+
+from collector.dbmanager.server import AddressError, BindError, RunningServer, serve
+from collector.dbmanager.store import (
+    InvalidTimestamp,
+    ObservationStore,
+    StoreError,
+    StoreOpenError,
+    default_db_path,
+)
+
+__all__ = [
+    "AddressError",
+    "BindError",
+    "InvalidTimestamp",
+    "ObservationStore",
+    "RunningServer",
+    "StoreError",
+    "StoreOpenError",
+    "default_db_path",
+    "serve",
+]

@@ -1,0 +1,195 @@
+"""The local db-manager's gRPC edge: Katib's `DBManager` and `grpc.health.v1.Health` over an ObservationStore.
+
+Decodes requests, calls the store, encodes replies; all storage rules live in `store.py`.
+
+    AddressError    a listen address that is not HOST:PORT (a usage error)
+    BindError       the address is valid but cannot be listened on (in use, not local, no permission)
+
+Status codes: a bad time stamp or time bound is INVALID_ARGUMENT (nothing of the request is stored);
+a database busy beyond its timeout is UNAVAILABLE (clients retry); other storage failures are INTERNAL.
+Health: service "" or "grpc.health.v1.Health" answers SERVING after a `SELECT 1`, else NOT_SERVING;
+any other service name is NOT_FOUND, as the standard health protocol says (Katib answers UNKNOWN
+with an error; both fail a probe).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import grpc
+
+from collector.dbmanager.store import InvalidTimestamp, ObservationStore, StoreError
+from collector.report._generated import api_pb2, api_pb2_grpc, health_pb2, health_pb2_grpc
+from parsers.model import MetricLog
+
+__all__ = ["AddressError", "BindError", "RunningServer", "parse_listen", "serve"]
+
+log = logging.getLogger(__name__)
+
+HEALTH_SERVICE = "grpc.health.v1.Health"
+_MAX_MESSAGE = 2**31 - 1  # as Katib's db-manager
+T = TypeVar("T")
+
+
+class AddressError(ValueError):
+    """A listen address that is not HOST:PORT."""
+
+
+class BindError(OSError):
+    """The server cannot listen on the address."""
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 in brackets; empty host = all interfaces) as gRPC's (host, port)."""
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise AddressError(
+            f"invalid listen address {listen!r}: expected HOST:PORT with a port 0-65535, e.g. 127.0.0.1:6789"
+        )
+    return host or "0.0.0.0", int(port_text)
+
+
+def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
+    context.abort(code, message)
+    raise AssertionError("grpc's abort returned")  # abort always raises
+
+
+def _guarded(context: grpc.ServicerContext, action: Callable[[], T]) -> T:
+    """Run a store action, turning its failures into the status codes of the module docstring."""
+    try:
+        return action()
+    except InvalidTimestamp as err:
+        _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{err}; nothing of this request was stored")
+    except sqlite3.OperationalError as err:
+        log.warning("database busy or failing: %s", err)
+        code = (
+            grpc.StatusCode.UNAVAILABLE
+            if "locked" in str(err) or "busy" in str(err)
+            else grpc.StatusCode.INTERNAL
+        )
+        _abort(context, code, f"database error: {err}")
+    except (sqlite3.Error, StoreError) as err:
+        log.error("database error: %s", err)
+        _abort(context, grpc.StatusCode.INTERNAL, f"database error: {err}")
+
+
+class DBManagerService(api_pb2_grpc.DBManagerServicer):
+    """Katib's DBManager over an ObservationStore."""
+
+    def __init__(self, store: ObservationStore) -> None:
+        self.store = store
+
+    def ReportObservationLog(self, request: Any, context: grpc.ServicerContext) -> Any:
+        logs = [
+            MetricLog(m.time_stamp, m.metric.name, m.metric.value)
+            for m in request.observation_log.metric_logs
+        ]
+        stored = _guarded(context, lambda: self.store.report(request.trial_name, logs))
+        log.debug("stored %d of %d rows for trial %r", stored, len(logs), request.trial_name)
+        return api_pb2.ReportObservationLogReply()
+
+    def GetObservationLog(self, request: Any, context: grpc.ServicerContext) -> Any:
+        rows = _guarded(
+            context,
+            lambda: self.store.query(
+                request.trial_name, request.metric_name, request.start_time, request.end_time
+            ),
+        )
+        metric_logs = [
+            api_pb2.MetricLog(
+                time_stamp=row.time_stamp, metric=api_pb2.Metric(name=row.name, value=row.value)
+            )
+            for row in rows
+        ]
+        return api_pb2.GetObservationLogReply(observation_log=api_pb2.ObservationLog(metric_logs=metric_logs))
+
+    def DeleteObservationLog(self, request: Any, context: grpc.ServicerContext) -> Any:
+        deleted = _guarded(context, lambda: self.store.delete(request.trial_name))
+        log.debug("deleted %d rows of trial %r", deleted, request.trial_name)
+        return api_pb2.DeleteObservationLogReply()
+
+
+class HealthService(health_pb2_grpc.HealthServicer):
+    """grpc.health.v1.Health/Check, answered from the database's health."""
+
+    def __init__(self, store: ObservationStore) -> None:
+        self.store = store
+
+    def Check(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if request.service not in ("", HEALTH_SERVICE):
+            _abort(
+                context,
+                grpc.StatusCode.NOT_FOUND,
+                f"unknown service {request.service!r}: ask for '' or {HEALTH_SERVICE!r}",
+            )
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if self.store.ping()
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        return health_pb2.HealthCheckResponse(status=status)
+
+
+@dataclass
+class RunningServer:
+    """A started db-manager: `port` is the bound port (useful with port 0)."""
+
+    port: int
+    host: str
+    store: ObservationStore
+    _server: Any
+
+    @property
+    def address(self) -> str:
+        """HOST:PORT a client on this machine can dial."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"{host}:{self.port}"
+
+    def stop(self, grace: float | None = 5.0) -> None:
+        """Finish in-flight calls for up to `grace` seconds, then close the database."""
+        self._server.stop(grace).wait()
+        self.store.close()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops or `timeout` passes; True if it stopped."""
+        return bool(self._server.wait_for_termination(timeout))
+
+
+def serve(listen: str, db_path: str | Path, *, max_workers: int = 8) -> RunningServer:
+    """Open the database, bind `listen` (HOST:PORT, port 0 = any free port) and start serving."""
+    host, port = parse_listen(listen)
+    store = ObservationStore(db_path)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="db-manager"),
+        options=[
+            ("grpc.max_receive_message_length", _MAX_MESSAGE),
+            ("grpc.max_send_message_length", _MAX_MESSAGE),
+            ("grpc.so_reuseport", 0),  # a second db-manager on the same port must fail, not share it
+        ],
+    )
+    api_pb2_grpc.add_DBManagerServicer_to_server(DBManagerService(store), server)  # type: ignore[no-untyped-call]
+    health_pb2_grpc.add_HealthServicer_to_server(HealthService(store), server)  # type: ignore[no-untyped-call]
+    bound = _bind(server, host, port)
+    if not bound:
+        store.close()
+        raise BindError(
+            f"cannot listen on {listen}: the port is in use or the address is not local; "
+            "stop the other process or choose another --listen"
+        )
+    server.start()
+    log.info("db-manager listening on %s:%d (database %s)", host, bound, store.path)
+    return RunningServer(bound, host, store, server)
+
+
+def _bind(server: Any, host: str, port: int) -> int:
+    target = f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+    try:
+        return int(server.add_insecure_port(target))
+    except RuntimeError:  # newer grpcio raises instead of returning 0
+        return 0
