@@ -48,6 +48,8 @@ SCENARIOS: dict[str, dict[str, Any]] = {
             },
         },
         "serviceMonitor": {"enabled": True},
+        "sidecar": {"native": True, "metricsPort": 9464, "restrictedSecurityContext": False},
+        "sidecarPodMonitor": {"enabled": True},
         "podMonitor": {"enabled": True},
         "image": {"digest": "sha256:" + "a" * 64},
     },
@@ -494,7 +496,9 @@ def test_service_monitor_and_pod_monitor(rendered: dict[str, list[Manifest]]) ->
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
-    pod_monitor = one(objects, "PodMonitor")
+    pod_monitor = next(
+        m for m in by_kind(objects, "PodMonitor") if not m["metadata"]["name"].endswith("-sidecars")
+    )
     ports = {p["name"] for p in injector_container(objects)["ports"]}
     assert pod_monitor["spec"]["podMetricsEndpoints"][0]["port"] in ports
     assert not by_kind(rendered["default"], "ServiceMonitor") and not by_kind(
@@ -552,6 +556,7 @@ INVALID: list[tuple[list[str], str]] = [
     (["resources.limits.memory=lots"], "/resources/limits/memory"),
     (["podDisruptionBudget.minAvailable=half"], "/podDisruptionBudget/minAvailable"),
     (["service.port=70000"], "/service/port"),
+    (["sidecar.metricsPort=-1"], "/sidecar/metricsPort"),
     (["webhhook.failurePolicy=Fail"], "webhhook"),
 ]
 
@@ -570,3 +575,31 @@ def test_schema_rejects_invalid_values(helm: Helm, sets: list[str], where: str) 
 def test_kube_version_below_minimum_is_refused(helm: Helm) -> None:
     result = helm.run(*helm.template_args(None, "1.27.0"), check=False)
     assert result.returncode != 0 and "kubeVersion" in result.stderr
+
+
+def test_sidecar_options_become_injector_flags(rendered: dict[str, list[Manifest]]) -> None:
+    default_args = injector_container(rendered["default"])["args"]
+    assert not [a for a in default_args if "sidecar" in a and "bootstrap" not in a]
+    args = injector_container(rendered["katib-takeover"])["args"]
+    assert {"--native-sidecar", "--sidecar-metrics-port=9464", "--no-sidecar-security-context"} <= set(args)
+
+
+def test_sidecar_pod_monitor_scrapes_collector_containers(rendered: dict[str, list[Manifest]]) -> None:
+    monitor = next(
+        m
+        for m in by_kind(rendered["katib-takeover"], "PodMonitor")
+        if m["metadata"]["name"].endswith("-sidecars")
+    )
+    assert monitor["spec"]["namespaceSelector"] == {"any": True}
+    assert monitor["spec"]["selector"]["matchExpressions"] == [
+        {"key": "katib.kubeflow.org/trial", "operator": "Exists"}
+    ]
+    keep, address = monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+    assert keep["action"] == "keep" and keep["regex"] == "metrics-logger-and-collector|metrics-collector"
+    assert (address["targetLabel"], address["replacement"]) == ("__address__", "${1}:9464")
+
+
+def test_sidecar_pod_monitor_needs_a_metrics_port(helm: Helm) -> None:
+    args = helm.template_args(None, OLDEST, "--set", "sidecarPodMonitor.enabled=true")
+    result = helm.run(*args, check=False)
+    assert result.returncode != 0 and "needs sidecar.metricsPort > 0" in result.stderr
