@@ -28,13 +28,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from parsers.errors import SpecError
 from parsers.model import CollectorSpec, MetricLog
 from parsers.numbers import format_number, parse_go_float
 from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
+from parsers.timestamps import Instant, format_rfc3339
 
 __all__ = [
     "Labels",
@@ -58,7 +58,6 @@ _ESCAPE = re.compile(r"\\(.)")
 _INT_MS = re.compile(r"[+-]?\d+")
 _EOF = "# EOF"
 _EOF_LINE = re.compile(r"^[ \t]*# EOF[ \t]*\r?$", re.MULTILINE)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Go's time range that RFC3339 can write: years 0001-9999.
 _MIN_NS = -62135596800 * 10**9
 _MAX_NS = 253402300799 * 10**9 + (10**9 - 1)
@@ -318,12 +317,5 @@ def _escape(text: str) -> str:
 
 def rfc3339_from_ns(ns: int) -> str:
     """UTC RFC3339 with Go's RFC3339Nano fraction, trailing zeros trimmed: `1970-01-01T00:00:01.5Z`."""
-    seconds, fraction = divmod(ns, 10**9)
-    moment = _EPOCH + timedelta(seconds=seconds)
-    text = (
-        f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-        f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}"
-    )
-    if fraction:
-        text += "." + f"{fraction:09d}".rstrip("0")
-    return text + "Z"
+    seconds, nanos = divmod(ns, 10**9)
+    return format_rfc3339(Instant(seconds, nanos))

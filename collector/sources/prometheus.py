@@ -59,7 +59,9 @@ _SeriesKey = tuple[str, str, Labels]
 def scrape_url(port: int = DEFAULT_PORT, path: str = DEFAULT_PATH, host: str = "localhost") -> str:
     """`http://host:port/path`, validated as Katib validates `source.httpGet` of a PrometheusMetric."""
     if not 1 <= port <= 65535:
-        raise SpecError(f"invalid Prometheus port {port}: expected 1-65535 (Katib's default is {DEFAULT_PORT})")
+        raise SpecError(
+            f"invalid Prometheus port {port}: expected 1-65535 (Katib's default is {DEFAULT_PORT})"
+        )
     if not path.startswith("/"):
         raise SpecError(f"invalid Prometheus path {path!r}: it must start with '/', e.g. {DEFAULT_PATH}")
     return f"http://{host}:{port}{path}"
@@ -202,7 +204,9 @@ class PrometheusSource:
         self._last_logged = message
 
     def _fetch(self) -> str:
-        request = urllib.request.Request(self.url, headers={"Accept": _ACCEPT, "User-Agent": "katib-metrics-collector"})
+        request = urllib.request.Request(
+            self.url, headers={"Accept": _ACCEPT, "User-Agent": "katib-metrics-collector"}
+        )
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
                 body = response.read(MAX_BODY_BYTES + 1)
@@ -235,5 +239,7 @@ def _decode(body: bytes, encoding: str, charset: str) -> str:
 def _checked_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SpecError(f"invalid Prometheus URL {url!r}: expected http://HOST:PORT/PATH, e.g. {scrape_url()}")
+        raise SpecError(
+            f"invalid Prometheus URL {url!r}: expected http://HOST:PORT/PATH, e.g. {scrape_url()}"
+        )
     return url

@@ -1,4 +1,4 @@
-"""The PrometheusMetric source against real HTTP servers: new values only, refused is normal, errors counted."""
+"""The PrometheusMetric source on real HTTP servers: only new values, refused is normal, errors counted."""
 
 from __future__ import annotations
 
@@ -120,7 +120,11 @@ def test_only_new_values_are_recorded(endpoint: Exposition) -> None:
     clock = Clock()
     src = source(endpoint.url, "accuracy", "loss", clock=clock)
     endpoint.text = 'accuracy{split="val"} 0.5\naccuracy{split="train"} 0.6\nloss 2\nother 1\n'
-    assert src.read() == [MetricLog(T, "accuracy", "0.5"), MetricLog(T, "accuracy", "0.6"), MetricLog(T, "loss", "2")]
+    assert src.read() == [
+        MetricLog(T, "accuracy", "0.5"),
+        MetricLog(T, "accuracy", "0.6"),
+        MetricLog(T, "loss", "2"),
+    ]
     clock.advance(1)
     assert src.read() == []  # nothing changed: no repeated observation
     endpoint.text = 'accuracy{split="val"} 0.7\naccuracy{split="train"} 0.6\nloss 2\n'
@@ -192,7 +196,9 @@ def test_connection_refused_before_the_training_serves_is_counted_quietly(
         server.server_close()
 
 
-def test_http_errors_are_counted_and_logged_once(endpoint: Exposition, caplog: pytest.LogCaptureFixture) -> None:
+def test_http_errors_are_counted_and_logged_once(
+    endpoint: Exposition, caplog: pytest.LogCaptureFixture
+) -> None:
     endpoint.status = 503
     src = source(endpoint.url, "loss")
     with caplog.at_level(logging.WARNING):
