@@ -1,0 +1,176 @@
+"""The pipeline: sources → parser → store, in one thread; the only module that knows every stage.
+
+A `LineSource` is turned into a `LogSource` by `ParsedLines` (one `LineParser` call per line, the
+read time as the default timestamp: DESIGN difference 5's live rule). `Pipeline` then moves logs into
+the `MetricStore` as they appear, sleeping on the source's wait (inotify) in between, and on `stop()`
+drains the source to its true end, unterminated last line included, before returning.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from collector.sources.base import LineBatch, LineSource, LogSource
+from collector.sources.tail import WatchedTail
+from collector.store import MetricStore
+from parsers.lines import make_line_parser
+from parsers.model import CollectorSpec, FileFormat, MetricLog
+from parsers.stats import ParseStats, SkipSink
+from parsers.timestamps import unix_to_rfc3339
+
+if TYPE_CHECKING:
+    from parsers.lines import LineParser
+
+__all__ = ["ParsedLines", "Pipeline", "open_source"]
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT = 1.0
+
+
+class ParsedLines:
+    """A `LogSource` over a `LineSource`: each line parsed once, lines without a time get the read time."""
+
+    def __init__(self, lines: LineSource, parser: LineParser, *, clock: Callable[[], float] = time.time,
+                 echo: Callable[[str], None] | None = None) -> None:
+        self.lines = lines
+        self.parser = parser
+        self.clock = clock
+        self.echo = echo
+
+    def _parse(self, batch: LineBatch) -> list[MetricLog]:
+        if not batch.lines:
+            return []
+        now = unix_to_rfc3339(self.clock())
+        logs: list[MetricLog] = []
+        parse = self.parser.parse_line
+        for offset, line in enumerate(batch.lines):
+            if self.echo is not None:
+                self.echo(line)
+            logs.extend(parse(line, batch.first + offset, now))
+        return logs
+
+    def read(self) -> list[MetricLog]:
+        """The logs of the next lines that hold any; empty only when no new line is complete."""
+        while batch := self.lines.read():
+            if logs := self._parse(batch):
+                return logs
+        return []
+
+    def flush(self) -> list[MetricLog]:
+        return self._parse(self.lines.flush())
+
+    def wait(self, timeout: float) -> None:
+        self.lines.wait(timeout)
+
+    def wake(self) -> None:
+        self.lines.wake()
+
+    def close(self) -> None:
+        self.lines.close()
+
+
+class Pipeline:
+    """Moves MetricLogs from a source into the store until stopped, then drains to the true end."""
+
+    def __init__(self, source: LogSource, store: MetricStore, *, idle_wait: float = IDLE_WAIT) -> None:
+        self.source = source
+        self.store = store
+        self.idle_wait = idle_wait
+        self.error: BaseException | None = None
+        self.batches = 0
+        self._stopping = threading.Event()
+        self._progress = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._last_problem = ""
+
+    def start(self) -> Pipeline:
+        self._thread = threading.Thread(target=self._run_guarded, name="pipeline", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask for the final drain and wait for it; False if it did not finish within `timeout`."""
+        self._stopping.set()
+        self.source.wake()
+        if self._thread is None:
+            self.run()
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def wait_for(self, predicate: Callable[[MetricStore], bool], timeout: float) -> bool:
+        """Block until `predicate(store)` holds after a batch (for tests and benchmarks), or `timeout`."""
+        with self._progress:
+            return self._progress.wait_for(lambda: predicate(self.store), timeout)
+
+    def _run_guarded(self) -> None:
+        try:
+            self.run()
+        except Exception as err:  # policy: the rows collected so far are still reported by the caller
+            self.error = err
+            log.exception("collection stopped early: %s; reporting what was collected", err)
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            if not self._drain():
+                self.source.wait(self.idle_wait)
+        self._drain()
+        self._add(self._guarded(self.source.flush))
+
+    def _drain(self) -> bool:
+        moved = False
+        while batch := self._guarded(self.source.read):
+            self._add(batch)
+            moved = True
+        with self._progress:  # lines without metrics are progress too (stats.lines moved)
+            self._progress.notify_all()
+        return moved
+
+    def _guarded(self, read: Callable[[], list[MetricLog]]) -> list[MetricLog]:
+        try:
+            return read()
+        except OSError as err:  # policy: unreadable now (permissions, a vanished mount) may heal; retry later
+            problem = str(err)
+            if problem != self._last_problem:
+                log.warning("cannot read the metrics source: %s; retrying", problem)
+                self._last_problem = problem
+            return []
+
+    def _add(self, logs: list[MetricLog]) -> None:
+        self.store.add(logs)
+        with self._progress:
+            self.batches += 1
+            self._progress.notify_all()
+
+
+def open_source(
+    spec: CollectorSpec,
+    *,
+    path: Path | None,
+    stats: ParseStats,
+    on_skip: SkipSink | None = None,
+    prometheus_url: str | None = None,
+    regex_timeout: float = 1.0,
+    scrape_interval: float = 1.0,
+    echo: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> LogSource:
+    """The source and parser for `spec.format`: a file tail + line parser, an event dir, or a scrape."""
+    if spec.format is FileFormat.PROMETHEUS:
+        from collector.sources.prometheus import PrometheusSource
+
+        return PrometheusSource(spec, prometheus_url, interval=scrape_interval, stats=stats, on_skip=on_skip)
+    if path is None:
+        raise ValueError(f"a {spec.format} source needs a path")
+    if spec.format is FileFormat.TFEVENT:
+        from collector.sources.eventdir import EventDirSource
+
+        return EventDirSource(path, spec, stats=stats, on_skip=on_skip)
+    parser = make_line_parser(spec, regex_timeout=regex_timeout, stats=stats, on_skip=on_skip)
+    return ParsedLines(WatchedTail(path), parser, clock=clock, echo=echo)

@@ -1,0 +1,134 @@
+"""The sidecar's life: collect while the training runs, wait for it as Katib does, then report once.
+
+    settings → source/parser/store (pipeline thread) + /metrics
+             → wait for the training (lifecycle) ── SIGTERM: wake, grace period starts
+             → final drain → deliver to the db-manager → exit status
+
+Exit status (DESIGN "Sidecar exit"): 0 once the report is acknowledged, whatever the training did
+(a failed training still reports what was collected); 1 when reporting failed, with the reason;
+2 when `/metrics` cannot be served at the address asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from collector.delivery import deliver
+from collector.exposition import CollectorMetrics, MetricsServerError, serve_metrics
+from collector.lifecycle import Outcome, ProcessTable, WaitResult, Waker, wait_for_training
+from collector.pipeline import Pipeline, open_source
+from collector.report import ReportError
+from collector.settings import Settings
+from collector.store import MetricStore
+from parsers.model import FileFormat
+from parsers.stats import ParseStats, Skipped
+
+__all__ = ["EXIT_OK", "EXIT_REPORT_FAILED", "EXIT_USAGE", "SkipLog", "run_sidecar"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_REPORT_FAILED = 1
+EXIT_USAGE = 2
+
+
+@dataclass
+class SkipLog:
+    """Logs the first `limit` skipped lines/values with their line numbers; the rest are only counted."""
+
+    limit: int = 20
+    logged: int = 0
+    suppressed: int = field(default=0)
+
+    def __call__(self, skip: Skipped) -> None:
+        if self.logged < self.limit:
+            self.logged += 1
+            log.warning("skipped line %d (%s): %s", skip.where, skip.reason, skip.detail)
+        else:
+            self.suppressed += 1
+
+
+def _echo_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _log_outcome(result: WaitResult) -> None:
+    if result.outcome in (Outcome.COMPLETED, Outcome.ENDED, Outcome.EARLY_STOPPED):
+        log.info("%s", result.detail)
+    elif result.outcome is Outcome.INTERRUPTED:
+        log.info("terminated (%s): final collection and report", result.detail)
+    else:
+        log.warning("%s; reporting what was collected", result.detail)
+
+
+@dataclass
+class Sidecar:
+    settings: Settings
+    waker: Waker
+    table: ProcessTable | None = None
+    clock: Callable[[], float] = time.monotonic
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.stats = ParseStats()
+        self.skips = SkipLog()
+        self.store = MetricStore(s.spec, stats=self.stats, events=s.kind is FileFormat.TFEVENT,
+                                 spill_dir=s.spill_dir)
+        self.metrics = CollectorMetrics(s.trial_name, s.spec.objective_type, self.store)
+
+    def run(self) -> int:
+        s = self.settings
+        try:
+            server = serve_metrics(s.metrics_port, s.metrics_address or "0.0.0.0",
+                                   registry=self.metrics.registry)
+        except MetricsServerError as err:
+            log.error("%s", err)
+            return EXIT_USAGE
+        source = open_source(s.spec, path=s.path, stats=self.stats, on_skip=self.skips,
+                             prometheus_url=s.prometheus_url, regex_timeout=s.regex_timeout,
+                             scrape_interval=s.poll_interval, echo=_echo_line if s.echo else None)
+        pipeline = Pipeline(source, self.store).start()
+        try:
+            result = wait_for_training(s.marker_dir, poll_interval=s.poll_interval, timeout=s.timeout,
+                                       wait_all=s.wait_all, waker=self.waker, table=self.table,
+                                       mesh_proxies=s.mesh_proxies, clock=self.clock)
+            _log_outcome(result)
+            return self._finish(pipeline, result)
+        finally:
+            source.close()
+            self.store.close()
+            if server is not None:
+                server.close()
+
+    def _finish(self, pipeline: Pipeline, result: WaitResult) -> int:
+        s = self.settings
+        grace_ends = self.clock() + s.grace_period if result.outcome is Outcome.INTERRUPTED else None
+        if not pipeline.stop(timeout=None if grace_ends is None else grace_ends - self.clock()):
+            log.warning("the final read did not finish within the grace period; reporting what was read")
+        if self.skips.suppressed:
+            log.warning("%d more skipped lines/values were not logged", self.skips.suppressed)
+        budget = s.report_timeout if grace_ends is None else min(s.report_timeout,
+                                                                  max(grace_ends - self.clock(), 0.1))
+        try:
+            done = deliver(self.store, s.trial_name, s.db_manager, budget=budget, observer=self.metrics)
+        except ReportError as err:
+            log.error("%s", err)
+            return EXIT_REPORT_FAILED
+        log.info("Metrics reported: %d rows for trial %s in %d request(s), %.3fs", done.rows, s.trial_name,
+                 done.requests, done.seconds)
+        return EXIT_OK
+
+
+def run_sidecar(settings: Settings, waker: Waker, *, table: ProcessTable | None = None) -> int:
+    """Collect, wait, report; returns the exit status."""
+    for warning in settings.warnings:
+        log.warning("%s", warning)
+    if settings.stop_rules:
+        log.warning("early-stopping rules were given (%d) but early stopping is not evaluated by this "
+                    "version: the trial runs to its end", len(settings.stop_rules))
+    return Sidecar(settings, waker, table).run()
