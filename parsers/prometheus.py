@@ -42,6 +42,7 @@ __all__ = [
     "Selector",
     "compile_selectors",
     "iter_samples",
+    "line_count",
     "parse_exposition",
     "rfc3339_from_ns",
     "select_samples",
@@ -99,8 +100,8 @@ def parse_exposition(
 ) -> list[MetricLog]:
     """The rows the exposition `text` holds for `spec.metric_names` (all samples when there are none).
 
-    Counts every line read into `stats.lines` (this parser consumes a whole document, so it is also
-    the line reader), every row into `stats.values`, every skip into `stats.skipped`.
+    Counts every row into `stats.values` and every skip into `stats.skipped`; `stats.lines` is the
+    reader's to count (house rule of `ParseStats`), e.g. with `line_count(text)`.
     Raises `SpecError` when a requested name has a malformed `{...}` selector.
     """
     selectors = compile_selectors(spec.metric_names)
@@ -168,8 +169,6 @@ def iter_samples(
     open_metrics = _EOF_LINE.search(text) is not None
     for number, raw in enumerate(_lines(text), start=1):
         line = raw.strip(" \t\r")
-        if stats is not None:
-            stats.lines += 1
         if line == _EOF and open_metrics:
             return
         if not line or line.startswith("#"):
@@ -184,6 +183,11 @@ def iter_samples(
             )
         except _NotANumber as exc:
             _skip(Skipped(number, SkipReason.NOT_A_NUMBER, f"line {number}: {exc}"), stats, on_skip)
+
+
+def line_count(text: str) -> int:
+    """How many lines `text` holds, as this parser splits them (an unterminated last line counts)."""
+    return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
 def _lines(text: str) -> list[str]:

@@ -38,6 +38,7 @@ from parsers.prometheus import (
     Labels,
     compile_selectors,
     iter_samples,
+    line_count,
     rfc3339_from_ns,
     select_samples,
     to_metric_log,
@@ -169,16 +170,15 @@ class PrometheusSource:
 
     def _new_rows(self, text: str, scrape_time: str) -> list[MetricLog]:
         skips: list[Skipped] = []
-        scrape = ParseStats()
         rows: list[MetricLog] = []
-        for row_name, sample in select_samples(iter_samples(text, scrape, skips.append), self._selectors):
+        for row_name, sample in select_samples(iter_samples(text, None, skips.append), self._selectors):
             key = (row_name, sample.name, sample.labels)
             row = to_metric_log(row_name, sample, scrape_time)
             state = (row.value, sample.timestamp_ns)
             if self._seen.get(key) != state:
                 self._seen[key] = state
                 rows.append(row)
-        self._account(scrape.lines, rows, skips)
+        self._account(line_count(text), rows, skips)
         return rows
 
     def _account(self, lines: int, rows: list[MetricLog], skips: list[Skipped]) -> None:

@@ -15,6 +15,7 @@ from parsers.model import CollectorSpec, MetricLog
 from parsers.prometheus import (
     compile_selectors,
     iter_samples,
+    line_count,
     parse_exposition,
     rfc3339_from_ns,
     series_text,
@@ -209,11 +210,16 @@ def test_bad_lines_are_skipped_counted_and_reported(line: str, reason: SkipReaso
     assert "line 2" in seen[0].detail
 
 
-def test_stats_count_lines_and_values_per_row_name() -> None:
+def test_stats_count_values_per_row_name_and_leave_lines_to_the_reader() -> None:
     stats = ParseStats()
     parse_exposition(DOC, spec("accuracy", "loss"), T0, stats)
-    assert stats.lines == DOC.count("\n")
     assert stats.values == {"accuracy": 2, "loss": 1}
+    assert stats.lines == 0
+
+
+@pytest.mark.parametrize(("text", "count"), [("", 0), ("a 1", 1), ("a 1\n", 1), ("a 1\n\nb 2", 3), ("\n", 1)])
+def test_line_count_matches_the_parser_line_numbers(text: str, count: int) -> None:
+    assert line_count(text) == count
 
 
 def test_a_sample_matching_two_requested_names_gives_a_row_for_each() -> None:
