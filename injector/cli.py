@@ -62,6 +62,9 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     mutate.add_argument("--output", choices=("yaml", "patch"), default="yaml",
                         help="yaml: the mutated pod (default); patch: the JSON patch the webhook would return")
     _add_sidecar_options(mutate)
+    from injector.serve_cli import add_serve_parser  # the server's options live next to its wiring
+
+    add_serve_parser(commands, _add_sidecar_options)
     return parser
 
 
@@ -127,7 +130,12 @@ def main(argv: list[str], prog: str) -> int:
     logging.basicConfig(level=os.environ.get("KATIB_INJECTOR_LOG_LEVEL", "INFO").upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return _run_mutate(args, os.environ)
+        if args.command == "mutate":
+            return _run_mutate(args, os.environ)
+        from injector.serve_cli import run_serve
+
+        config = read_katib_config(args.katib_config) if args.katib_config else None
+        return run_serve(args, os.environ, sidecar_options(args, os.environ), config)
     except (UsageError, InjectorError) as err:
         print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
         return 2

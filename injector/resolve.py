@@ -1,0 +1,196 @@
+"""The injector's only Kubernetes API access: owner chains, Trials, Suggestions, Experiments, katib-config.
+
+Reads go through lightkube (in-cluster service-account auth or a kubeconfig) with a bounded timeout, and a
+short-lived single-flight cache, so a burst of pods of one trial costs one lookup per object.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx2
+from lightkube import ApiError, Client, KubeConfig
+from lightkube.core.resource_registry import resource_registry
+from lightkube.generic_resource import create_namespaced_resource
+
+from injector.config import CONFIGMAP_KEY, KatibConfig, load_katib_config
+from injector.errors import ConfigError, LookupFailedError, NotFoundError
+from injector.mutate import ImageConfig
+from injector.trial import Algorithm, Trial, algorithm_from_object
+
+__all__ = ["ApiResolver", "KubeReader", "TtlCache", "guess_plural", "kube_config"]
+
+log = logging.getLogger(__name__)
+TRIAL_API = "kubeflow.org/v1beta1"
+MAX_OWNER_DEPTH = 8
+
+
+def guess_plural(kind: str) -> str:
+    """apimachinery's `UnsafeGuessKindToResource` (what the API server's plural is for every built-in kind)."""
+    singular = kind.lower()
+    if singular.endswith("s"):
+        return singular + "es"
+    if singular.endswith("y"):
+        return singular[:-1] + "ies"
+    return singular + "s"
+
+
+def kube_config(kubeconfig: str | None, env: Mapping[str, str]) -> KubeConfig:
+    """`--kubeconfig`, else `KUBECONFIG`, else the in-cluster service account."""
+    path = kubeconfig or env.get("KUBECONFIG")
+    try:
+        return KubeConfig.from_file(path) if path else KubeConfig.from_service_account()
+    except Exception as err:  # lightkube raises several types for a bad or missing config
+        where = f"kubeconfig {path}" if path else "the in-cluster service account"
+        raise LookupFailedError(f"cannot load Kubernetes credentials from {where}: {err} "
+                                "(pass --kubeconfig FILE outside a cluster)") from err
+
+
+class TtlCache:
+    """Values kept for `ttl` seconds; concurrent misses of one key wait for a single load."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._values: dict[object, tuple[float, Any]] = {}
+        self._loading: dict[object, threading.Lock] = {}
+        self.loads = 0
+
+    def _fresh(self, key: object) -> tuple[bool, Any]:
+        with self._lock:
+            entry = self._values.get(key)
+            if entry is not None and entry[0] > self._clock():
+                return True, entry[1]
+            return False, self._loading.setdefault(key, threading.Lock())
+
+    def get(self, key: object, load: Callable[[], Any]) -> Any:
+        hit, value = self._fresh(key)
+        if hit:
+            return value
+        with value:  # the per-key loading lock
+            hit, _ = self._fresh(key)
+            if hit:
+                return _
+            result = load()
+            with self._lock:
+                self.loads += 1
+                self._values[key] = (self._clock() + self._ttl, result)
+            return result
+
+
+class KubeReader:
+    """GETs of namespaced objects by apiVersion/kind/name, as plain dicts."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @classmethod
+    def connect(cls, config: KubeConfig, timeout: float) -> KubeReader:
+        return cls(Client(config=config, timeout=httpx2.Timeout(timeout), lazy=False))
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        group, _, version = api_version.rpartition("/")
+        if not version:
+            raise LookupFailedError(f"invalid owner API version: {api_version!r}")
+        model: Any = resource_registry.get(api_version, kind) or create_namespaced_resource(
+            group, version, kind, guess_plural(kind))
+        what = f"{kind} {namespace}/{name}"
+        try:
+            obj: Any = self._client.get(model, name, namespace=namespace)
+        except ApiError as err:
+            code, message = (err.status.code, err.status.message) if err.status is not None else (None, str(err))
+            if code == 404:
+                raise NotFoundError(f"{what} not found") from err
+            raise LookupFailedError(f"reading {what} failed: HTTP {code}: {message}") from err
+        except httpx2.HTTPError as err:
+            raise LookupFailedError(f"reading {what} failed: {type(err).__name__}: {err}") from err
+        result: dict[str, Any] = obj.to_dict()
+        return result
+
+
+class ApiResolver:
+    """`TrialResolver` over the Kubernetes API, with a cache of at most `ttl` seconds per object."""
+
+    def __init__(self, reader: KubeReader, *, katib_namespace: str = "kubeflow",
+                 static_config: KatibConfig | None = None, ttl: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._reader = reader
+        self._namespace = katib_namespace
+        self._static_config = static_config
+        self.cache = TtlCache(ttl, clock)
+
+    def _get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        key = (api_version, kind, namespace, name)
+        result: dict[str, Any] = self.cache.get(key, lambda: self._reader.get(api_version, kind, namespace, name))
+        return result
+
+    def _trial_owner(self, obj: Mapping[str, Any], namespace: str, depth: int) -> str | None:
+        owners = [o for o in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(o, Mapping)]
+        for owner in owners:
+            if owner.get("kind") == "Trial" and owner.get("apiVersion") == TRIAL_API:
+                return str(owner.get("name") or "")
+        if depth >= MAX_OWNER_DEPTH:
+            return None
+        for owner in owners:
+            try:
+                parent = self._get(str(owner.get("apiVersion") or ""), str(owner.get("kind") or ""), namespace,
+                                   str(owner.get("name") or ""))
+            except NotFoundError as err:
+                # As Katib: an owner that does not exist cannot lead to a Trial; try the next one.
+                log.info("owner %s/%s of a pod in %s not found: %s", owner.get("kind"), owner.get("name"),
+                         namespace, err)
+                continue
+            except LookupFailedError as err:
+                # Unlike Katib (which admits the pod without a collector): a timeout, 5xx or 403 may hide a
+                # Trial, so the pod is denied and the job controller retries it.
+                raise LookupFailedError(f"cannot read owner {owner.get('kind')} {namespace}/{owner.get('name')} "
+                                        f"to find this pod's Trial: {err}") from err
+            found = self._trial_owner(parent, namespace, depth + 1)
+            if found:
+                return found
+        return None
+
+    def find_trial(self, pod: Mapping[str, Any], namespace: str) -> Trial | None:
+        name = self._trial_owner(pod, namespace, 0)
+        if not name:
+            return None
+        try:
+            return Trial.from_object(self._get(TRIAL_API, "Trial", namespace, name))
+        except LookupFailedError as err:
+            raise LookupFailedError(f"unable to read Trial {namespace}/{name}: {err}") from err
+
+    def algorithm(self, trial: Trial, namespace: str) -> Algorithm | None:
+        for kind in ("Suggestion", "Experiment"):
+            try:
+                return algorithm_from_object(self._get(TRIAL_API, kind, namespace, trial.experiment))
+            except LookupFailedError as err:
+                log.info("cannot read %s %s/%s: %s", kind, namespace, trial.experiment, err)
+        return None
+
+    def katib_config(self) -> KatibConfig:
+        """The static `--katib-config`, else the ConfigMap (re-read at most every `ttl`, as Katib re-reads it)."""
+        if self._static_config is not None:
+            return self._static_config
+        where = f"ConfigMap {self._namespace}/katib-config"
+
+        def load() -> KatibConfig:
+            configmap = self._reader.get("v1", "ConfigMap", self._namespace, "katib-config")
+            text = (configmap.get("data") or {}).get(CONFIGMAP_KEY)
+            if text is None:
+                raise ConfigError(f"{where} has no key {CONFIGMAP_KEY!r}")
+            return load_katib_config(text, where)
+
+        result: KatibConfig = self.cache.get(("katib-config", self._namespace), load)
+        return result
+
+    def image_config(self, container: Mapping[str, Any], pod: Mapping[str, Any],
+                     namespace: str) -> ImageConfig | None:
+        # Reading image configs from registries is not implemented: such pods are denied with a message
+        # asking for `command` (see EntrypointError).
+        return None
+
