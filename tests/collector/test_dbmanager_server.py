@@ -166,3 +166,30 @@ def test_listen_forms() -> None:
     assert parse_listen(":6789") == ("0.0.0.0", 6789)
     assert parse_listen("[::1]:0") == ("[::1]", 0)
     assert parse_listen("localhost:6789") == ("localhost", 6789)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """One length-delimited protobuf field, encoded by hand (lengths < 128 here)."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+def test_wire_format_written_by_hand_is_understood(server: RunningServer) -> None:
+    # What any Katib client (Go, the Python SDK) puts on the wire, without our .proto in the loop.
+    metric = _field(1, b"loss") + _field(2, b"0.125")
+    metric_log = _field(1, b"2024-03-04T01:55:08Z") + _field(2, metric)
+    request = _field(1, b"wire-trial") + _field(2, _field(1, metric_log))
+    with grpc.insecure_channel(server.address) as channel:
+        report = channel.unary_unary("/api.v1.beta1.DBManager/ReportObservationLog")
+        assert report(request, timeout=5) == b""
+        get = channel.unary_unary("/api.v1.beta1.DBManager/GetObservationLog")
+        reply = get(_field(1, b"wire-trial") + _field(2, b"loss"), timeout=5)
+    assert reply == _field(1, _field(1, metric_log))
+
+
+def test_a_failing_database_is_not_serving_and_internal(server: RunningServer) -> None:
+    server.store.close()
+    assert health(server.address, "") == health_pb2.HealthCheckResponse.NOT_SERVING
+    with DBManagerReporter(server.address) as reporter, pytest.raises(ReportError) as info:
+        reporter.report("t", LOGS)
+    assert info.value.code == "INTERNAL" and "is closed" in str(info.value)
