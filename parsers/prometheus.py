@@ -56,6 +56,12 @@ _NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _QUOTED = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
 _ESCAPE = re.compile(r"\\(.)")
+_PAIR = r'[a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*"'
+# Legacy names, labels without escapes or spaces, value, optional timestamp: what client libraries write.
+_SIMPLE_SAMPLE = re.compile(
+    rf"([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{{((?:{_PAIR}(?:,{_PAIR})*,?)?)\}})?[ \t]+(\S+)(?:[ \t]+(\S+))?"
+)
+_SIMPLE_PAIR = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"\\\n]*)"')
 _INT_MS = re.compile(r"[+-]?\d+")
 _EOF = "# EOF"
 _EOF_LINE = re.compile(r"^[ \t]*# EOF[ \t]*\r?$", re.MULTILINE)
@@ -208,6 +214,22 @@ def _skip(skip: Skipped, stats: ParseStats | None, on_skip: SkipSink | None) -> 
 
 
 def _parse_sample(line: str, number: int, open_metrics: bool) -> Sample:
+    simple = _SIMPLE_SAMPLE.fullmatch(line)
+    if simple is not None:  # the common shape, in one regex: about twice as fast
+        name, pairs, value_text, stamp_text = simple.groups()
+        labels: Labels = tuple(_SIMPLE_PAIR.findall(pairs)) if pairs else ()
+        fields = [value_text] if stamp_text is None else [value_text, stamp_text]
+    else:
+        name, labels, fields = _split_sample(line, open_metrics)
+    stamp = _parse_timestamp(fields[1], open_metrics) if len(fields) == 2 else None
+    value = parse_go_float(fields[0])
+    if value is None:
+        raise _NotANumber(f"value {fields[0]!r} of {series_text(name, labels)} is not a number")
+    return Sample(name, labels, value, stamp, number)
+
+
+def _split_sample(line: str, open_metrics: bool) -> tuple[str, Labels, list[str]]:
+    """Name, labels and the value and timestamp fields of any sample line; raises `_Malformed`."""
     name, labels, pos = _parse_series(line, 0)
     if not name:
         raise _Malformed("a sample needs a metric name")
@@ -220,11 +242,7 @@ def _parse_sample(line: str, number: int, open_metrics: bool) -> Sample:
     fields = head.split()
     if not 1 <= len(fields) <= 2:
         raise _Malformed("expected a value and at most a timestamp after the series")
-    stamp = _parse_timestamp(fields[1], open_metrics) if len(fields) == 2 else None
-    value = parse_go_float(fields[0])
-    if value is None:
-        raise _NotANumber(f"value {fields[0]!r} of {series_text(name, labels)} is not a number")
-    return Sample(name, labels, value, stamp, number)
+    return name, labels, fields
 
 
 def _parse_timestamp(text: str, open_metrics: bool) -> int:
