@@ -23,7 +23,7 @@ class FilterError(SpecError):
     """A metricsFormat regex is invalid."""
 
     def __init__(self, pattern: str, problem: str) -> None:
-        super().__init__(f"invalid metrics filter {pattern!r}: {problem}")
+        super().__init__(f"invalid metrics filter `{pattern}`: {problem}")
         self.pattern = pattern
         self.problem = problem
 

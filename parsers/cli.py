@@ -1,0 +1,295 @@
+"""`katib-metrics parse`: the one-shot mode, for debugging a log's metrics and as the golden-test driver.
+
+The only module of `parsers` that reads argv, files and stdin, and writes to the terminal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, NoReturn, TextIO
+
+from parsers.durations import parse_duration
+from parsers.errors import SpecError
+from parsers.jsonl import JsonLinesParser
+from parsers.model import (
+    ZERO_TIME,
+    CollectorSpec,
+    FileFormat,
+    MetricLog,
+    MetricSummary,
+    ObjectiveType,
+    Strategy,
+)
+from parsers.observation import unavailable_rows
+from parsers.stats import ParseStats, Skipped
+from parsers.strategies import Reducer
+from parsers.stream import scan_lines, scan_text
+from parsers.text import DEFAULT_REGEX_TIMEOUT, TextParser
+
+__all__ = ["main"]
+
+FORMATS = {
+    "text": FileFormat.TEXT,
+    "json": FileFormat.JSON,
+    "tfevent": FileFormat.TFEVENT,
+    "prometheus": FileFormat.PROMETHEUS,
+}
+MAX_WARNINGS = 20
+
+EXAMPLES = """\
+examples:
+  katib-metrics parse train.log -m accuracy -m loss
+  katib-metrics parse --format json -m loss metrics.jsonl --output json
+  katib-metrics parse -m 'val_loss;accuracy' -f '([\\w-]+):\\s*([+-]?\\d*\\.?\\d+)' keras.log
+  katib-metrics parse logs/ -m train/accuracy          # a TensorFlow event directory
+  python train.py | katib-metrics parse -m loss -
+
+exit status: 0 success (also when the objective is unavailable), 1 unreadable input, 2 usage error.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _build(prog: str) -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=prog,
+        description="Parse a metrics log, JSON lines file, Prometheus exposition or TensorFlow event "
+        "directory as Katib's collector would, and print the observation log and min/max/latest per metric.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("path", metavar="PATH", help="file, event directory, or - for standard input")
+    parser.add_argument(
+        "--format",
+        choices=sorted(FORMATS),
+        type=str.lower,
+        help="input kind (default: text, or tfevent when PATH is a directory)",
+    )
+    parser.add_argument(
+        "-m",
+        "--metric",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="metric name; repeat or join with ';'. The first is the objective. "
+        "Without -m every metric found is reported",
+    )
+    parser.add_argument(
+        "-f",
+        "--filter",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="metricsFormat regex with two groups (name, value); repeatable, each one whole "
+        "regex (default: Katib's name=value filter)",
+    )
+    parser.add_argument(
+        "--objective-type",
+        choices=["maximize", "minimize"],
+        type=str.lower,
+        help="sets each metric's default strategy: max or min (default: latest)",
+    )
+    parser.add_argument(
+        "--strategy",
+        action="append",
+        default=[],
+        metavar="NAME=min|max|latest",
+        help="override one metric's strategy",
+    )
+    parser.add_argument(
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        type=str.lower,
+        help="table for people (default) or one JSON object",
+    )
+    parser.add_argument(
+        "--regex-timeout",
+        default=str(DEFAULT_REGEX_TIMEOUT),
+        metavar="DURATION",
+        help="time budget of one line's matching (Go syntax like 500ms, or seconds; default 1s)",
+    )
+    return parser
+
+
+def _strategies(parser: argparse.ArgumentParser, items: Iterable[str]) -> dict[str, Strategy]:
+    chosen: dict[str, Strategy] = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            chosen[name.strip()] = Strategy(value.strip().lower())
+        except ValueError:
+            parser.error(f"--strategy {item!r}: expected NAME=min, NAME=max or NAME=latest")
+        if not name.strip():
+            parser.error(f"--strategy {item!r}: the metric name is missing")
+    return chosen
+
+
+def _spec(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CollectorSpec:
+    names = tuple(dict.fromkeys(n.strip() for item in args.metric for n in item.split(";") if n.strip()))
+    fmt = (
+        FORMATS[args.format]
+        if args.format
+        else (FileFormat.TFEVENT if args.path != "-" and os.path.isdir(args.path) else FileFormat.TEXT)
+    )
+    return CollectorSpec(
+        metric_names=names,
+        filters=tuple(args.filter),
+        format=fmt,
+        objective_type=ObjectiveType.parse(args.objective_type),
+        strategy_overrides=_strategies(parser, args.strategy),
+    )
+
+
+def _check_path(parser: argparse.ArgumentParser, path: str, fmt: FileFormat) -> None:
+    if path == "-":
+        if fmt is FileFormat.TFEVENT:
+            parser.error("--format tfevent reads a directory, not standard input")
+        return
+    if not os.path.exists(path):
+        parser.error(f"{path}: no such file or directory")
+    if os.path.isdir(path) and fmt is not FileFormat.TFEVENT:
+        parser.error(f"{path} is a directory: use --format tfevent for TensorFlow event directories")
+    if not os.path.isdir(path) and fmt is FileFormat.TFEVENT:
+        parser.error(f"{path} is a file: --format tfevent reads the directory of event files")
+
+
+class _Warnings:
+    """Prints the first skipped items with their line numbers, then only counts."""
+
+    def __init__(self, prog: str, path: str) -> None:
+        self.prog, self.path, self.shown = prog, path, 0
+
+    def __call__(self, skip: Skipped) -> None:
+        if self.shown < MAX_WARNINGS:
+            where = "stdin" if self.path == "-" else self.path
+            print(
+                f"{self.prog}: warning: {where}:{skip.where}: skipped ({skip.reason}): {skip.detail}",
+                file=sys.stderr,
+            )
+        self.shown += 1
+
+
+def _logs(
+    spec: CollectorSpec, path: str, stats: ParseStats, warn: _Warnings, text_parser: TextParser | None
+) -> Iterator[MetricLog]:
+    if spec.format is FileFormat.TFEVENT:
+        from parsers.tfevent import read_event_dir  # protobuf is only needed for event files
+
+        yield from read_event_dir(path, spec, stats, warn)
+        return
+    with _open(path) as stream:
+        if text_parser is not None:
+            yield from scan_text(stream, text_parser)
+        elif spec.format is FileFormat.JSON:
+            yield from scan_lines(stream, JsonLinesParser(spec, stats=stats, on_skip=warn))
+        else:
+            from parsers.prometheus import parse_exposition
+
+            text = stream.read().decode("utf-8", "replace")
+            stats.lines += text.count("\n")
+            yield from parse_exposition(text, spec, ZERO_TIME, stats, warn)
+
+
+def _open(path: str) -> BinaryIO:
+    if path == "-":
+        return os.fdopen(os.dup(sys.stdin.fileno()), "rb")
+    return open(path, "rb")
+
+
+class _JsonOut:
+    """Streams `metric_logs` entries as they come, so memory never holds the whole log."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.first = out, True
+        out.write('{"metric_logs": [')
+
+    def add(self, log: MetricLog) -> None:
+        self.out.write(("" if self.first else ", ") + json.dumps(log.to_dict()))
+        self.first = False
+
+    def finish(self, summaries: list[MetricSummary]) -> None:
+        observation = {"metrics": [summary.to_dict() for summary in summaries]}
+        self.out.write('], "observation": ' + json.dumps(observation) + "}\n")
+
+
+def _collect(spec: CollectorSpec, logs: Iterable[MetricLog], reducer: Reducer, out: _JsonOut | None) -> None:
+    seen: set[str] = set()
+    for log in logs:
+        seen.add(log.name)
+        reducer.add(log)
+        if out is not None:
+            out.add(log)
+    for row in unavailable_rows(spec, seen):
+        reducer.add(row)
+        if out is not None:
+            out.add(row)
+
+
+def _print_table(summaries: list[MetricSummary], out: TextIO) -> None:
+    header = ("METRIC", "STRATEGY", "VALUE", "MIN", "MAX", "LATEST", "COUNT")
+    rows = [(s.name, str(s.strategy), s.value, s.min, s.max, s.latest, str(s.count)) for s in summaries]
+    if not rows:
+        print("no metrics found", file=out)
+        return
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out
+        )
+
+
+def _summary_line(prog: str, stats: ParseStats, warn: _Warnings) -> str:
+    values = sum(stats.values.values())
+    text = f"{prog}: {stats.lines} lines/records read, {values} values recorded"
+    if stats.skipped_total:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(stats.skipped.items()))
+        text += f", {stats.skipped_total} skipped ({reasons})"
+        if warn.shown > MAX_WARNINGS:
+            text += f"; only the first {MAX_WARNINGS} were shown"
+    return text
+
+
+def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
+    parser = _build(prog)
+    args = parser.parse_args(argv)
+    spec = _spec(parser, args)
+    _check_path(parser, args.path, spec.format)
+    try:
+        regex_timeout = parse_duration(args.regex_timeout)
+    except ValueError as err:
+        parser.error(f"--regex-timeout: {err}")
+    if spec.filters and spec.format is not FileFormat.TEXT:
+        parser.error(
+            f"-f applies to --format text only, not {spec.format.lower()}: "
+            "JSON keys, event tags and sample names already name the metrics"
+        )
+    stats, warn, reducer = ParseStats(), _Warnings(prog, args.path), Reducer(spec)
+    try:  # compiling the filters up front makes a bad -f a usage error before any output
+        text_parser = (
+            TextParser(spec, regex_timeout=regex_timeout, stats=stats, on_skip=warn)
+            if spec.format is FileFormat.TEXT
+            else None
+        )
+    except SpecError as err:
+        parser.error(str(err))
+    out = _JsonOut(sys.stdout) if args.output == "json" else None
+    try:
+        _collect(spec, _logs(spec, args.path, stats, warn, text_parser), reducer, out)
+    except OSError as err:
+        print(f"{prog}: error: cannot read {args.path}: {err.strerror or err}", file=sys.stderr)
+        return 1
+    if out is not None:
+        out.finish(reducer.summaries())
+    else:
+        _print_table(reducer.summaries(), sys.stdout)
+    print(_summary_line(prog, stats, warn), file=sys.stderr)
+    return 0

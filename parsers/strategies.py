@@ -1,0 +1,82 @@
+"""Katib's trial-controller reduction of an observation log to min / max / latest per metric (pure).
+
+Reference §5.3: min and max over values Go's ParseFloat accepts (the original text is kept), latest by
+time stamp with ties going to the later row, `unavailable` when a field has no value. The reducer is
+streaming: memory is one small record per metric, whatever the number of rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from parsers.model import UNAVAILABLE, CollectorSpec, MetricLog, MetricSummary
+from parsers.numbers import parse_go_float
+from parsers.timestamps import Instant, parse_rfc3339
+
+__all__ = ["Reducer", "reduce_logs"]
+
+# Rows whose time stamp does not parse (Katib's controller would fail the whole reconcile) sort first.
+_BEFORE_EVERYTHING = Instant(-(1 << 62), 0)
+
+
+@dataclass(slots=True)
+class _Running:
+    min_text: str = UNAVAILABLE
+    max_text: str = UNAVAILABLE
+    min_value: float = 0.0
+    max_value: float = 0.0
+    latest: str = UNAVAILABLE
+    latest_at: Instant | None = None
+    count: int = 0
+
+    def add(self, value_text: str, at: Instant) -> None:
+        value = parse_go_float(value_text)
+        if value is not None:
+            self.count += 1
+            if self.min_text == UNAVAILABLE:
+                self.min_text = self.max_text = value_text
+                self.min_value = self.max_value = value
+            elif value < self.min_value:  # Go's comparisons: NaN never replaces, nor is replaced
+                self.min_text, self.min_value = value_text, value
+            elif value > self.max_value:
+                self.max_text, self.max_value = value_text, value
+        if self.latest_at is None or not self.latest_at > at:
+            self.latest, self.latest_at = value_text, at
+
+
+class Reducer:
+    """Accumulates MetricLogs; `summaries()` is the trial's `status.observation.metrics`."""
+
+    def __init__(self, spec: CollectorSpec) -> None:
+        self.spec = spec
+        self._fixed = bool(spec.metric_names)
+        self._metrics: dict[str, _Running] = {name: _Running() for name in spec.metric_names}
+
+    def add(self, log: MetricLog) -> None:
+        running = self._metrics.get(log.name)
+        if running is None:
+            if self._fixed:
+                return
+            running = self._metrics[log.name] = _Running()
+        running.add(log.value, parse_rfc3339(log.time_stamp) or _BEFORE_EVERYTHING)
+
+    def add_all(self, logs: Iterable[MetricLog]) -> None:
+        for log in logs:
+            self.add(log)
+
+    def summaries(self) -> list[MetricSummary]:
+        """One entry per requested metric in `-m` order (or per metric found, in order of appearance)."""
+        return [
+            MetricSummary(name, r.min_text, r.max_text, r.latest, r.count, self.spec.strategy_for(name))
+            for name, r in self._metrics.items()
+        ]
+
+    def summary(self, name: str) -> MetricSummary | None:
+        return next((s for s in self.summaries() if s.name == name), None)
+
+
+def reduce_logs(spec: CollectorSpec, logs: Iterable[MetricLog]) -> list[MetricSummary]:
+    reducer = Reducer(spec)
+    reducer.add_all(logs)
+    return reducer.summaries()

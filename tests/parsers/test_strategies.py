@@ -1,0 +1,127 @@
+"""The reducer reproduces Katib's trial controller (reference §5.3) and its defaulting (§5.1)."""
+
+from __future__ import annotations
+
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parsers.model import (
+    UNAVAILABLE,
+    ZERO_TIME,
+    CollectorSpec,
+    MetricLog,
+    MetricSummary,
+    ObjectiveType,
+    Strategy,
+)
+from parsers.strategies import Reducer, reduce_logs
+
+T1, T2, T3 = "2024-01-01T00:00:01Z", "2024-01-01T00:00:02Z", "2024-01-01T00:00:03Z"
+
+
+def summary(logs: list[MetricLog], *names: str, objective: ObjectiveType = ObjectiveType.UNKNOWN) -> MetricSummary:
+    return reduce_logs(CollectorSpec(metric_names=names or ("m",), objective_type=objective), logs)[0]
+
+
+def test_min_max_keep_the_original_text() -> None:
+    s = summary([MetricLog(T1, "m", "0.110"), MetricLog(T2, "m", "1E0"), MetricLog(T3, "m", ".5")])
+    assert (s.min, s.max, s.latest, s.count) == ("0.110", "1E0", ".5", 3)
+
+
+def test_latest_is_by_time_stamp_with_ties_to_the_later_row() -> None:
+    s = summary([MetricLog(T2, "m", "2"), MetricLog(T1, "m", "1"), MetricLog(T2, "m", "3")])
+    assert s.latest == "3"
+
+
+def test_offsets_are_compared_as_instants() -> None:
+    s = summary([MetricLog("2024-01-01T09:00:00+09:00", "m", "1"), MetricLog("2024-01-01T00:00:00.5Z", "m", "2"),
+                 MetricLog("2023-12-31T19:00:00-05:00", "m", "3")])
+    assert s.latest == "2"
+
+
+def test_non_numbers_touch_latest_but_not_min_max() -> None:
+    s = summary([MetricLog(T1, "m", "1"), MetricLog(T2, "m", "")])
+    assert (s.min, s.max, s.latest, s.count) == ("1", "1", "", 1)
+
+
+def test_missing_metric_is_unavailable_everywhere() -> None:
+    s = summary([MetricLog(T1, "other", "1")], "m")
+    assert (s.min, s.max, s.latest, s.value) == (UNAVAILABLE, UNAVAILABLE, UNAVAILABLE, UNAVAILABLE)
+
+
+def test_unavailable_row_alone_is_latest() -> None:
+    s = summary([MetricLog.unavailable("m")])
+    assert (s.min, s.max, s.latest) == (UNAVAILABLE, UNAVAILABLE, UNAVAILABLE)
+
+
+def test_nan_follows_go_comparisons() -> None:
+    s = summary([MetricLog(T1, "m", "NaN"), MetricLog(T2, "m", "5"), MetricLog(T3, "m", "-5")])
+    assert (s.min, s.max) == ("NaN", "NaN")
+
+
+def test_strategy_defaults_follow_the_objective_type_for_every_metric() -> None:
+    logs = [MetricLog(T1, "a", "1"), MetricLog(T2, "a", "3"), MetricLog(T3, "a", "2"), MetricLog(T1, "b", "7")]
+    spec = CollectorSpec(metric_names=("a", "b"), objective_type=ObjectiveType.MAXIMIZE,
+                         strategy_overrides={"b": Strategy.LATEST})
+    a, b = reduce_logs(spec, logs)
+    assert (a.strategy, a.value) == (Strategy.MAX, "3")
+    assert (b.strategy, b.value) == (Strategy.LATEST, "7")
+    (c,) = reduce_logs(CollectorSpec(metric_names=("a",), objective_type=ObjectiveType.MINIMIZE), logs)
+    assert (c.strategy, c.value) == (Strategy.MIN, "1")
+    (d,) = reduce_logs(CollectorSpec(metric_names=("a",)), logs)
+    assert (d.strategy, d.value) == (Strategy.LATEST, "2")
+
+
+def test_value_falls_back_to_latest_when_the_strategy_field_is_unavailable() -> None:
+    spec = CollectorSpec(metric_names=("a",), objective_type=ObjectiveType.MAXIMIZE)
+    (s,) = reduce_logs(spec, [MetricLog(T1, "a", "n/a")])
+    assert (s.max, s.value) == (UNAVAILABLE, "n/a")
+
+
+def test_order_follows_metric_names_or_first_appearance() -> None:
+    logs = [MetricLog(T1, "b", "1"), MetricLog(T1, "a", "1")]
+    assert [s.name for s in reduce_logs(CollectorSpec(metric_names=("a", "b")), logs)] == ["a", "b"]
+    assert [s.name for s in reduce_logs(CollectorSpec(), logs)] == ["b", "a"]
+
+
+def test_to_dict_has_katibs_fields() -> None:
+    (s,) = reduce_logs(CollectorSpec(metric_names=("a",)), [MetricLog(ZERO_TIME, "a", "1")])
+    assert s.to_dict() == {"name": "a", "min": "1", "max": "1", "latest": "1", "strategy": "latest", "value": "1"}
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+seconds = st.integers(min_value=0, max_value=4_000_000_000)
+
+
+def _stamp(second: int) -> str:
+    from parsers.timestamps import Instant, format_rfc3339
+
+    return format_rfc3339(Instant(second, 0))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(seconds, finite, min_size=1, max_size=30), st.randoms())
+def test_latest_never_depends_on_input_order_for_distinct_timestamps(points: dict[int, float], rnd) -> None:  # type: ignore[no-untyped-def]
+    logs = [MetricLog(_stamp(t), "m", repr(v)) for t, v in points.items()]
+    shuffled = logs[:]
+    rnd.shuffle(shuffled)
+    assert summary(logs) == summary(shuffled)
+    assert summary(logs).latest == repr(points[max(points)])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(seconds, finite), min_size=1, max_size=30))
+def test_min_le_latest_le_max(points: list[tuple[int, float]]) -> None:
+    s = summary([MetricLog(_stamp(t), "m", repr(v)) for t, v in points])
+    low, high, last = float(s.min), float(s.max), float(s.latest)
+    assert low <= last <= high
+    assert low == min(v for _, v in points) and high == max(v for _, v in points)
+    assert not math.isnan(low)
+
+
+def test_reducer_ignores_unrequested_metrics() -> None:
+    reducer = Reducer(CollectorSpec(metric_names=("a",)))
+    reducer.add(MetricLog(T1, "b", "1"))
+    assert [s.name for s in reducer.summaries()] == ["a"]

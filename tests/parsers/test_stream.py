@@ -1,0 +1,85 @@
+"""Chunked one-shot scanning gives exactly what line-by-line parsing gives, in bounded memory."""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+
+from parsers.lines import iter_lines, make_line_parser
+from parsers.model import CollectorSpec, FileFormat, MetricLog
+from parsers.stream import scan_lines, scan_text
+from parsers.text import TextParser
+
+
+def line_by_line(data: bytes, spec: CollectorSpec) -> tuple[list[MetricLog], int]:
+    parser = make_line_parser(spec)
+    logs = [log for n, line in enumerate(iter_lines(io.BytesIO(data)), 1) for log in parser.parse_line(line, n)]
+    return logs, parser.stats.lines
+
+
+def scanned(data: bytes, spec: CollectorSpec, chunk_size: int) -> tuple[list[MetricLog], int, list[int]]:
+    where: list[int] = []
+    parser = TextParser(spec, on_skip=lambda skip: where.append(skip.where))
+    logs = list(scan_text(io.BytesIO(data), parser, chunk_size=chunk_size))
+    return logs, parser.stats.lines, where
+
+
+NOISE = [b"INFO step done", b"", b"epoch 3 loss=abc", b"\xff\xfe broken utf-8 loss=0.1", b"accuracy=0.5\r",
+         b"2024-01-01T00:00:00Z loss=1 accuracy=2", b"[2024-01-01 00:00:00,5] loss=3", b"val_loss=9"]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 1 << 20])
+@pytest.mark.parametrize("names", [("loss", "accuracy"), ("loss",), ()])
+def test_scan_equals_line_by_line(chunk_size: int, names: tuple[str, ...]) -> None:
+    rnd = random.Random(chunk_size)
+    data = b"\n".join(rnd.choice(NOISE) for _ in range(400))
+    spec = CollectorSpec(metric_names=names)
+    expected, lines = line_by_line(data, spec)
+    logs, counted, _ = scanned(data, spec, chunk_size)
+    assert logs == expected
+    assert counted == lines == 400
+
+
+def test_skipped_values_carry_their_true_line_numbers() -> None:
+    data = b"noise\n" * 1000 + b"loss=abc\n" + b"noise\n" * 10 + b"loss=-\n"
+    _, _, where = scanned(data, CollectorSpec(metric_names=("loss",)), chunk_size=100)
+    assert where == [1001, 1012]
+
+
+@pytest.mark.parametrize("data", [b"", b"\n", b"\n\n\n"])
+def test_empty_input(data: bytes) -> None:
+    logs, counted, _ = scanned(data, CollectorSpec(metric_names=("loss",)), 1 << 20)
+    assert logs == []
+    assert counted == data.count(b"\n")
+
+
+def test_unterminated_last_line_is_parsed() -> None:
+    logs, counted, _ = scanned(b"noise\nloss=1", CollectorSpec(metric_names=("loss",)), 4)
+    assert [log.value for log in logs] == ["1"]
+    assert counted == 2
+
+
+def test_very_long_line_without_newline() -> None:
+    data = b"x " * (15 << 20) + b"loss=0.25"  # 30 MiB in one line
+    logs, counted, _ = scanned(data, CollectorSpec(metric_names=("loss",)), 4 << 20)
+    assert [log.value for log in logs] == ["0.25"]
+    assert counted == 1
+
+
+def test_user_filters_without_names_scan_every_line() -> None:
+    spec = CollectorSpec(filters=(r"(\w+):\s*(\d+)",))
+    parser = TextParser(spec)
+    logs = list(scan_text(io.BytesIO(b"a: 1\nnoise\nb: 2\n"), parser, chunk_size=3))
+    assert [(log.name, log.value) for log in logs] == [("a", "1"), ("b", "2")]
+    assert parser.stats.lines == 3
+
+
+def test_json_lines_scan() -> None:
+    spec = CollectorSpec(metric_names=("loss",), format=FileFormat.JSON)
+    parser = make_line_parser(spec)
+    data = b'{"loss": 1}\r\nnot json\n\n{"loss": "2"}'
+    logs = list(scan_lines(io.BytesIO(data), parser, chunk_size=5))  # type: ignore[arg-type]
+    assert [log.value for log in logs] == ["1", "2"]
+    assert parser.stats.lines == 4
