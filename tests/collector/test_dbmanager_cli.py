@@ -51,7 +51,10 @@ def _wait_for_line(lines: queue.Queue[str], pattern: str, timeout: float) -> re.
     raise AssertionError(f"no line matching {pattern!r} within {timeout} s; stderr so far: {''.join(seen)}")
 
 
-def test_cli_serves_until_sigterm_and_keeps_the_rows(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_cli_serves_until_a_stop_signal_and_keeps_the_rows(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
     db = tmp_path / "data" / "obs.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "katib_metrics", "db-manager", "--listen", "127.0.0.1:0", "--db", str(db)],
@@ -70,8 +73,9 @@ def test_cli_serves_until_sigterm_and_keeps_the_rows(tmp_path: Path) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
         with DBManagerReporter(address) as reporter:
             reporter.report("cli-trial", [MetricLog("2024-01-01T00:00:00Z", "loss", "0.1")])
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(stop_signal)
         assert proc.wait(timeout=20) == 0
+        _wait_for_line(lines, rf"received {stop_signal.name}, stopping", timeout=5)
         _wait_for_line(lines, r"db-manager stopped", timeout=5)
     finally:
         if proc.poll() is None:
