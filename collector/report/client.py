@@ -126,14 +126,17 @@ class DBManagerReporter:
         self._channel = open_channel(address)
         self._stub: Any = api_pb2_grpc.DBManagerStub(self._channel)  # type: ignore[no-untyped-call]
 
-    def report(self, trial_name: str, logs: Sequence[MetricLog]) -> ReportResult:
+    def report(
+        self, trial_name: str, logs: Sequence[MetricLog], *, budget: float | None = None
+    ) -> ReportResult:
         """Store `logs` under `trial_name`; raises `ReportError` when some rows could not be stored.
 
-        An empty `logs` sends nothing (Katib's own db-manager fails on an empty insert).
+        An empty `logs` sends nothing (Katib's own db-manager fails on an empty insert). `budget`
+        overrides the retry budget for this call, e.g. what is left of a budget shared by several calls.
         """
         _require_trial(trial_name)
         started = self._clock.now()
-        deadline = started + self.policy.budget
+        deadline = started + (self.policy.budget if budget is None else budget)
         rows = requests = attempts = 0
         for chunk in chunked(logs, self.chunk_size, self.max_chunk_bytes):
             request = api_pb2.ReportObservationLogRequest(

@@ -258,3 +258,16 @@ def test_set_trial_status_permanent_error_names_the_service() -> None:
         server.stop(None)
     assert "early-stopping service" in str(info.value) and address in str(info.value)
     assert "NOT_FOUND" in str(info.value) and servicer.calls == 1
+
+
+def test_a_per_call_budget_overrides_the_reporters() -> None:
+    servicer = RecordingDBManager(script=lambda n: grpc.StatusCode.UNAVAILABLE)
+    server, address = start_server(servicer)
+    clock = FakeClock()
+    try:
+        reporter = DBManagerReporter(address, report_timeout=300, clock=clock)
+        with reporter, pytest.raises(ReportError) as info:
+            reporter.report("short", rows(1), budget=5)
+    finally:
+        server.stop(None)
+    assert info.value.gave_up and 4.9 <= clock.now() <= 5
