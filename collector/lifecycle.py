@@ -31,6 +31,7 @@ __all__ = [
     "WaitResult",
     "Waker",
     "find_main_processes",
+    "output_evidence",
     "wait_for_training",
 ]
 
@@ -226,6 +227,7 @@ class Waiter:
     mesh_proxies: tuple[str, ...]
     self_pid: int
     clock: Callable[[], float]
+    evidence: Callable[[], str | None] = lambda: None
 
     def run(self) -> WaitResult:
         deadline = self.clock() + self.timeout if self.timeout > 0 else None
@@ -248,6 +250,10 @@ class Waiter:
             marker = completed_marker(self.marker_dir)
             if marker is not None:
                 return WaitResult(Outcome.COMPLETED, f"training had already completed (marker {marker})")
+            trace = self.evidence()
+            if trace is not None:  # it ran (it wrote this) and is gone, without a `completed` marker
+                return WaitResult(Outcome.FAILED, f"training failed before we found it: {trace} exists "
+                                  "but no training process and no `completed` marker")
             if self._expired(deadline):
                 return WaitResult(Outcome.TIMED_OUT, "timed out: no training process found "
                                   f"(looked for `{_needle(self.marker_dir)}` in command lines)"
@@ -303,13 +309,39 @@ def wait_for_training(
     mesh_proxies: Iterable[str] = ("pilot-agent", "envoy", "linkerd2-proxy"),
     self_pid: int | None = None,
     clock: Callable[[], float] = time.monotonic,
+    evidence: Callable[[], str | None] = lambda: None,
 ) -> WaitResult:
-    """Block until the training ends, the timeout passes or `waker.wake()`; never raises for its outcome."""
+    """Block until the training ends, the timeout passes or `waker.wake()`; never raises for its outcome.
+
+    `evidence()` names something only a training that ran leaves behind (its metrics file): when it
+    exists but no process carries the marker, the training ended before we looked.
+    """
     own_waker = waker is None
     active = Waker() if waker is None else waker
     try:
         return Waiter(table or ProcFS(), marker_dir, poll_interval, timeout, wait_all, active,
-                      tuple(mesh_proxies), os.getpid() if self_pid is None else self_pid, clock).run()
+                      tuple(mesh_proxies), os.getpid() if self_pid is None else self_pid, clock,
+                      evidence).run()
     finally:
         if own_waker:
             active.close()
+
+
+def output_evidence(path: Path | None) -> Callable[[], str | None]:
+    """Evidence that a training ran: its metrics file exists, or its event directory holds anything
+    but markers (the shell's redirect creates the file while the process exists, so a file with no
+    process means the process is gone)."""
+
+    def check() -> str | None:
+        if path is None:
+            return None
+        if path.is_file():
+            return str(path)
+        try:
+            if path.is_dir() and any(not entry.name.endswith(".pid") for entry in os.scandir(path)):
+                return str(path)
+        except OSError:
+            return None
+        return None
+
+    return check

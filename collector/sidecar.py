@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from collector.delivery import deliver
 from collector.exposition import CollectorMetrics, MetricsServerError, serve_metrics
-from collector.lifecycle import Outcome, ProcessTable, WaitResult, Waker, wait_for_training
+from collector.lifecycle import Outcome, ProcessTable, WaitResult, Waker, output_evidence, wait_for_training
 from collector.pipeline import Pipeline, open_source
 from collector.report import ReportError
 from collector.settings import Settings
@@ -96,7 +96,8 @@ class Sidecar:
         try:
             result = wait_for_training(s.marker_dir, poll_interval=s.poll_interval, timeout=s.timeout,
                                        wait_all=s.wait_all, waker=self.waker, table=self.table,
-                                       mesh_proxies=s.mesh_proxies, clock=self.clock)
+                                       mesh_proxies=s.mesh_proxies, clock=self.clock,
+                                       evidence=output_evidence(s.path))
             _log_outcome(result)
             return self._finish(pipeline, result)
         finally:

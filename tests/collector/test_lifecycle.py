@@ -19,6 +19,7 @@ from collector.lifecycle import (
     Waiter,
     Waker,
     find_main_processes,
+    output_evidence,
     wait_for_training,
 )
 
@@ -163,3 +164,15 @@ def test_wake_interrupts_a_running_wait(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         waker.close()
+
+
+def test_a_training_that_failed_before_we_looked_is_seen_by_its_output(tmp_path: Path) -> None:
+    log = tmp_path / "metrics.log"
+    spawn(tmp_path, f"echo epoch=1 > {log}; exit 2").wait(timeout=10)
+    result = wait_for_training(tmp_path, poll_interval=5.0, timeout=20.0, evidence=output_evidence(log))
+    assert result.outcome is Outcome.FAILED and str(log) in result.detail
+    # Without any output the training may simply not have started yet: keep waiting (here: time out).
+    empty = tmp_path / "events"
+    empty.mkdir()
+    waiting = wait_for_training(empty, poll_interval=0.05, timeout=0.2, evidence=output_evidence(empty))
+    assert waiting.outcome is Outcome.TIMED_OUT
