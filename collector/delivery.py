@@ -8,7 +8,6 @@ reports, not chunks).
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,10 +67,8 @@ def deliver(
     try:
         for chunk in store.chunks(chunk_rows):
             remaining = max(budget - (clock() - started), 0.001)
-            reporter.policy = dataclasses.replace(reporter.policy, budget=remaining,
-                                                  call_timeout=min(reporter.policy.call_timeout, remaining))
             try:
-                result = reporter.report(trial, chunk)
+                result = reporter.report(trial, chunk, budget=remaining)
             except ReportError as err:
                 whole.close(True, clock() - started, rows + err.rows_acknowledged)
                 raise _overall(err, rows, store.total_rows()) from err
