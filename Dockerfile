@@ -16,12 +16,14 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_ONLY_BINARY=:all:
 WORKDIR /src
 RUN python -m venv /opt/katib-metrics
-# Dependencies first, in their own layer, so a source change does not re-download them.
+# Dependencies first, in their own layer, so a source change does not re-download them. The stubs and
+# setuptools' build/ are removed afterwards: a stale build/ would shadow the real, older-dated sources.
 COPY pyproject.toml README.md ./
 RUN mkdir -p parsers collector injector katib_metrics \
     && touch parsers/__init__.py collector/__init__.py injector/__init__.py katib_metrics/__init__.py \
     && /opt/katib-metrics/bin/pip install ".[all]" \
-    && /opt/katib-metrics/bin/pip uninstall -y katib-metrics-collector
+    && /opt/katib-metrics/bin/pip uninstall -y katib-metrics-collector \
+    && rm -rf build ./*.egg-info parsers collector injector katib_metrics
 COPY parsers ./parsers
 COPY collector ./collector
 COPY injector ./injector
