@@ -20,6 +20,23 @@ __all__ = ["Reducer", "reduce_logs"]
 _BEFORE_EVERYTHING = Instant(-(1 << 62), 0)
 
 
+def _comparable_as_text(a: str, b: str) -> bool:
+    """True when string order is time order: same-shaped UTC stamps (`YYYY-MM-DDTHH:MM:SS[.f…]Z`)."""
+    return (
+        len(a) == len(b) and a[-1:] == b[-1:] == "Z" and a[10:11] == b[10:11] == "T"
+        and a[13:14] == b[13:14] == ":" and a[19:20] == b[19:20]
+    )
+
+
+def _not_after(a: str, b: str) -> bool:
+    """Katib's `!a.After(b)` for two time stamp texts; unparsable stamps sort before everything."""
+    if a == b:
+        return True
+    if _comparable_as_text(a, b):
+        return a <= b
+    return not (parse_rfc3339(a) or _BEFORE_EVERYTHING) > (parse_rfc3339(b) or _BEFORE_EVERYTHING)
+
+
 @dataclass(slots=True)
 class _Running:
     min_text: str = UNAVAILABLE
@@ -27,10 +44,10 @@ class _Running:
     min_value: float = 0.0
     max_value: float = 0.0
     latest: str = UNAVAILABLE
-    latest_at: Instant | None = None
+    latest_at: str | None = None
     count: int = 0
 
-    def add(self, value_text: str, at: Instant) -> None:
+    def add(self, value_text: str, at: str) -> None:
         value = parse_go_float(value_text)
         if value is not None:
             self.count += 1
@@ -41,7 +58,7 @@ class _Running:
                 self.min_text, self.min_value = value_text, value
             elif value > self.max_value:
                 self.max_text, self.max_value = value_text, value
-        if self.latest_at is None or not self.latest_at > at:
+        if self.latest_at is None or _not_after(self.latest_at, at):
             self.latest, self.latest_at = value_text, at
 
 
@@ -59,7 +76,7 @@ class Reducer:
             if self._fixed:
                 return
             running = self._metrics[log.name] = _Running()
-        running.add(log.value, parse_rfc3339(log.time_stamp) or _BEFORE_EVERYTHING)
+        running.add(log.value, log.time_stamp)
 
     def add_all(self, logs: Iterable[MetricLog]) -> None:
         for log in logs:

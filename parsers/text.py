@@ -56,14 +56,17 @@ class TextParser:
         stamp = line_timestamp(line) or default_time
         logs: list[MetricLog] = []
         for name, value in pairs:
-            if self._wanted and name not in self._wanted:
-                continue
-            if parse_go_float(value) is None:
-                self._skip(lineno, SkipReason.NOT_A_NUMBER, f"{name}={value!r} is not a number")
-                continue
-            self.stats.values[name] += 1
-            logs.append(MetricLog(stamp, name, value))
+            if (not self._wanted or name in self._wanted) and self.accept(name, value, lineno):
+                logs.append(MetricLog(stamp, name, value))
         return logs
+
+    def accept(self, name: str, value: str, lineno: int) -> bool:
+        """Count a wanted value, or skip and count it when it is not a number (DESIGN difference 3)."""
+        if parse_go_float(value) is None:
+            self._skip(lineno, SkipReason.NOT_A_NUMBER, f"{name}={value!r} is not a number")
+            return False
+        self.stats.values[name] += 1
+        return True
 
     def _match(self, line: str, lineno: int) -> list[tuple[str, str]]:
         if len(self.filters) == 1 and not self.spec.filters:

@@ -6,10 +6,12 @@ import io
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parsers.lines import iter_lines, make_line_parser
 from parsers.model import CollectorSpec, FileFormat, MetricLog
-from parsers.stream import scan_lines, scan_text
+from parsers.stream import _DefaultFilterScan, scan_lines, scan_text
 from parsers.text import TextParser
 
 
@@ -83,3 +85,26 @@ def test_json_lines_scan() -> None:
     logs = list(scan_lines(io.BytesIO(data), parser, chunk_size=5))  # type: ignore[arg-type]
     assert [log.value for log in logs] == ["1", "2"]
     assert parser.stats.lines == 4
+
+
+TOKENS = ["loss", "acc", "val_loss", "train-loss", "x|loss", "=", " ", "\t", "0.5", "-", "+", "1e", "E3", ".", "1",
+          "\n", "abc", "_", "é", "2024-01-01T00:00:00Z ", "[2024-01-01 00:00:01] ", "loss=", "acc=1-loss=2"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=40), st.sampled_from([("loss",), ("loss", "acc"), ("acc", "loss")]))
+def test_fast_default_filter_scan_equals_line_by_line(tokens: list[str], names: tuple[str, ...]) -> None:
+    data = "".join(tokens).encode()
+    spec = CollectorSpec(metric_names=names)
+    assert _DefaultFilterScan.applies(TextParser(spec))
+    expected, lines = line_by_line(data, spec)
+    logs, counted, _ = scanned(data, spec, chunk_size=16)
+    assert logs == expected
+    assert counted == lines
+
+
+def test_names_the_fast_scan_cannot_take_use_the_exact_path() -> None:
+    data = b"e1=5 loss=2 val/acc=3 1x=4\n"
+    for names in [("e1", "loss"), ("val/acc",), ("1x", "loss")]:
+        spec = CollectorSpec(metric_names=names)
+        assert scanned(data, spec, 1 << 20)[0] == line_by_line(data, spec)[0]
