@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.deploy.conftest import Helm, Manifest, write_values
-from tests.deploy.test_smoke_script import KUBECONFIG, wait_for_tls_port, write_pki
+from tests.deploy.test_smoke_script import KUBECONFIG, wait_for_listen_port, write_pki
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "bootstrap": {},
@@ -74,7 +74,7 @@ def test_rendered_args_start_the_real_injector(helm: Helm, tmp_path: Path, scena
     argv = [sys.executable, "-m", "katib_metrics", *local_args(container, objects, files)]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        assert wait_for_tls_port(process, time.monotonic() + 20) > 0
+        assert wait_for_listen_port(process, time.monotonic() + 20) > 0
         assert process.poll() is None
     finally:
         process.terminate()

@@ -6,8 +6,10 @@ import json
 import os
 import re
 import shlex
+import sqlite3
 import subprocess
 import sys
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.conftest import REPO
+from tests.deploy.test_smoke_script import wait_for_listen_port
 
 DOCKERFILE = REPO / "Dockerfile"
 ENTRYPOINT = REPO / "docker" / "entrypoint.sh"
@@ -342,3 +345,60 @@ def test_real_collector_accepts_katib_args_through_the_entrypoint() -> None:
     result = run_entrypoint([*KATIB_FILE_ARGS, "--help"], None)
     assert result.returncode == 0, result.stderr
     assert "-s-db" in result.stdout
+
+
+def test_katib_args_through_the_entrypoint_report_to_a_real_db_manager(tmp_path: Path) -> None:
+    """What Katib's webhook starts in a trial pod, run here: the sidecar reads a finished training's log and
+    reports it to our db-manager over gRPC."""
+    pytest.importorskip(
+        "collector.sidecar", reason="the sidecar (collector/sidecar.py) is not in this tree yet"
+    )
+    log_dir = tmp_path / "katib"
+    log_dir.mkdir()
+    (log_dir / "metrics.log").write_text("epoch 1 loss=0.9 accuracy=0.61\nepoch 2 loss=0.5 accuracy=0.8\n")
+    (log_dir / "4242.pid").write_text("completed\n")  # the training already ended: `echo completed > $$.pid`
+    database = tmp_path / "observations.db"
+    argv = [
+        sys.executable,
+        "-m",
+        "katib_metrics",
+        "db-manager",
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        str(database),
+    ]
+    db_manager = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        port = wait_for_listen_port(db_manager, time.monotonic() + 20)
+        katib_args = [
+            "-t",
+            "mnist-trial",
+            "-m",
+            "loss;accuracy",
+            "-o-type",
+            "minimize",
+            "-s-db",
+            f"127.0.0.1:{port}",
+            "-path",
+            str(log_dir / "metrics.log"),
+            "-format",
+            "TEXT",
+            "-w",
+            "false",
+        ]
+        result = run_entrypoint(katib_args, None)
+        assert result.returncode == 0, result.stderr
+    finally:
+        db_manager.terminate()
+        db_manager.wait(timeout=10)
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT trial_name, metric_name, value FROM observation_logs ORDER BY id"
+        ).fetchall()
+    assert rows == [
+        ("mnist-trial", "loss", "0.9"),
+        ("mnist-trial", "accuracy", "0.61"),
+        ("mnist-trial", "loss", "0.5"),
+        ("mnist-trial", "accuracy", "0.8"),
+    ]

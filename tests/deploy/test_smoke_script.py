@@ -90,7 +90,7 @@ def write_pki(directory: Path) -> dict[str, Path]:
     return paths
 
 
-def wait_for_tls_port(process: subprocess.Popen[str], deadline: float) -> int:
+def wait_for_listen_port(process: subprocess.Popen[str], deadline: float) -> int:
     assert process.stderr is not None
     seen: list[str] = []
     while time.monotonic() < deadline:
@@ -104,7 +104,7 @@ def wait_for_tls_port(process: subprocess.Popen[str], deadline: float) -> int:
         match = re.search(r"listening on [\d.]+:(\d+)", line)
         if match:
             return int(match.group(1))
-    raise AssertionError("injector serve did not report its TLS port:\n" + "".join(seen))
+    raise AssertionError("the server did not report its listening port:\n" + "".join(seen))
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ def injector_port(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Path]
     ]
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        yield wait_for_tls_port(process, time.monotonic() + 20)
+        yield wait_for_listen_port(process, time.monotonic() + 20)
     finally:
         process.terminate()
         process.wait(timeout=10)
