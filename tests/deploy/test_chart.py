@@ -25,6 +25,7 @@ CA_PEM_B64 = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERT
 
 SCENARIOS: dict[str, dict[str, Any]] = {
     "default": {},
+    "bootstrap": {"certificates": {"mode": "bootstrap"}},
     "cert-manager": {"certificates": {"mode": "certManager"}},
     "cert-manager-issuer": {
         "certificates": {
@@ -240,7 +241,7 @@ def test_rbac_has_no_wildcards_and_only_reads_outside_bootstrap(
     rendered: dict[str, list[Manifest]], scenario: str
 ) -> None:
     objects = rendered[scenario]
-    bootstrap = SCENARIOS[scenario].get("certificates", {}).get("mode", "bootstrap") == "bootstrap"
+    bootstrap = SCENARIOS[scenario].get("certificates", {}).get("mode") == "bootstrap"
     for _, rule in rbac_rules(objects):
         for key in ("apiGroups", "resources", "verbs", "resourceNames"):
             assert "*" not in rule.get(key, []), f"wildcard in {key}: {rule}"
@@ -280,7 +281,7 @@ def test_rbac_reads_trials_and_every_training_job_kind(rendered: dict[str, list[
 
 
 def test_bootstrap_mode_writes_only_its_own_secret_and_webhook(rendered: dict[str, list[Manifest]]) -> None:
-    objects = rendered["default"]
+    objects = rendered["bootstrap"]
     container = injector_container(objects)
     secret = one(objects, "Secret")
     mwc = one(objects, "MutatingWebhookConfiguration")
@@ -579,7 +580,7 @@ def test_kube_version_below_minimum_is_refused(helm: Helm) -> None:
 
 def test_sidecar_options_become_injector_flags(rendered: dict[str, list[Manifest]]) -> None:
     default_args = injector_container(rendered["default"])["args"]
-    assert not [a for a in default_args if "sidecar" in a and "bootstrap" not in a]
+    assert not [a for a in default_args if "sidecar" in a]
     args = injector_container(rendered["katib-takeover"])["args"]
     assert {"--native-sidecar", "--sidecar-metrics-port=9464", "--no-sidecar-security-context"} <= set(args)
 

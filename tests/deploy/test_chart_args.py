@@ -15,11 +15,11 @@ from tests.deploy.conftest import Helm, Manifest, write_values
 from tests.deploy.test_smoke_script import KUBECONFIG, wait_for_listen_port, write_pki
 
 SCENARIOS: dict[str, dict[str, Any]] = {
-    "bootstrap": {},
-    "cert-manager": {"certificates": {"mode": "certManager"}},
-    "katib-config-from-api": {"katibConfig": {"source": "katib"}, "certificates": {"mode": "certManager"}},
+    "default": {},
+    "bootstrap": {"certificates": {"mode": "bootstrap"}},
+    "secret": {"certificates": {"mode": "secret", "secret": {"name": "tls", "caBundle": "QUJD"}}},
+    "katib-config-from-api": {"katibConfig": {"source": "katib"}},
     "sidecar-options": {
-        "certificates": {"mode": "certManager"},
         "sidecar": {"native": True, "metricsPort": 9464, "restrictedSecurityContext": False},
     },
 }
@@ -61,7 +61,7 @@ def test_rendered_args_start_the_real_injector(helm: Helm, tmp_path: Path, scena
     if scenario == "bootstrap" and not all(flag in serve_help() for flag in BOOTSTRAP_FLAGS):
         pytest.skip(
             "`injector serve` has no certificate bootstrap options (--cert-bootstrap-secret, "
-            "--webhook-config) yet: the chart's default mode cannot start until it does"
+            "--webhook-config) yet: the chart's bootstrap mode cannot start until it does"
         )
     objects = helm.render(write_values(tmp_path, scenario, SCENARIOS[scenario]))
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
