@@ -74,6 +74,7 @@ FLAGS: tuple[Flag, ...] = (
     _ours("report_timeout", "report-timeout", Kind.DURATION, "retry reporting for at most this (300s)"),
     _ours("regex_timeout", "regex-timeout", Kind.DURATION, "time bound of one line's regex match (1s)"),
     _ours("grace_period", "grace-period", Kind.DURATION, "time for the final report after SIGTERM (20s)"),
+    _ours("stop_grace", "stop-grace", Kind.DURATION, "early stopping: SIGKILL what outlives SIGTERM so long (10s)"),
     _ours("echo", "echo", Kind.BOOL, "also print every line read to our log (Katib always does)"),
     _ours("mesh_proxies", "mesh-proxies", Kind.STRING,
           "executables never waited for, comma-separated (pilot-agent,envoy,linkerd2-proxy)"),

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from collector.earlystop import DEFAULT_STOP_GRACE, StopRule, parse_stop_rules
 from collector.flags import SidecarFlags, UsageError, go_parse_bool
 from parsers.errors import FilterError
 from parsers.filters import compile_filters, split_katib_filters
@@ -24,28 +25,6 @@ DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_REPORT_TIMEOUT = 300.0
 DEFAULT_REGEX_TIMEOUT = 1.0
 DEFAULT_GRACE_PERIOD = 20.0
-
-
-@dataclass(frozen=True, slots=True)
-class StopRule:
-    """One `-stop-rule name;value;comparison;startStep`, kept verbatim for early stopping (issue #5)."""
-
-    name: str
-    value: str
-    comparison: str
-    start_step: int
-
-    @classmethod
-    def parse(cls, text: str) -> StopRule:
-        parts = text.split(";")
-        if len(parts) != 4:
-            raise UsageError(f"Invalid Early Stopping rule: {text!r} (want name;value;comparison;startStep)")
-        try:
-            start_step = int(parts[3])
-        except ValueError:
-            raise UsageError(f"Invalid Early Stopping rule: {text!r}: startStep {parts[3]!r} "
-                             "is not an integer") from None
-        return cls(parts[0], parts[1], parts[2], start_step)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +47,7 @@ class Settings:
     report_timeout: float = DEFAULT_REPORT_TIMEOUT
     regex_timeout: float = DEFAULT_REGEX_TIMEOUT
     grace_period: float = DEFAULT_GRACE_PERIOD
+    stop_grace: float = DEFAULT_STOP_GRACE
     echo: bool = False
     mesh_proxies: tuple[str, ...] = DEFAULT_MESH_PROXIES
     spill_dir: Path | None = None
@@ -186,7 +166,7 @@ def resolve_settings(flags: SidecarFlags, env: Mapping[str, str] | None = None) 
         marker_dir=marker_dir,
         prometheus_url=flags.text("prometheus_url") or None,
         earlystop=check_address(earlystop, "-s-earlystop") if earlystop else "",
-        stop_rules=tuple(StopRule.parse(rule) for rule in flags.repeated("stop_rules")),
+        stop_rules=parse_stop_rules(flags.repeated("stop_rules")),
         poll_interval=_positive(flags.number("poll_interval", DEFAULT_POLL_INTERVAL), "-p", allow_zero=False),
         timeout=_positive(flags.number("timeout", 0.0), "-timeout", allow_zero=True),
         wait_all=_wait_all(flags, warnings),
@@ -198,6 +178,7 @@ def resolve_settings(flags: SidecarFlags, env: Mapping[str, str] | None = None) 
                                 allow_zero=False),
         grace_period=_positive(flags.number("grace_period", DEFAULT_GRACE_PERIOD), "--grace-period",
                                allow_zero=False),
+        stop_grace=_positive(flags.number("stop_grace", DEFAULT_STOP_GRACE), "--stop-grace", allow_zero=True),
         echo=flags.flag("echo"),
         mesh_proxies=tuple(p for p in proxies if p),
         spill_dir=Path(spill) if spill else marker_dir,

@@ -23,6 +23,7 @@ from collector.lifecycle import Outcome, ProcessTable, WaitResult, Waker, output
 from collector.pipeline import Pipeline, open_source
 from collector.report import ReportError
 from collector.settings import Settings
+from collector.stopper import early_stop_for
 from collector.store import MetricStore
 from parsers.model import FileFormat
 from parsers.stats import ParseStats, Skipped
@@ -80,6 +81,7 @@ class Sidecar:
         self.store = MetricStore(s.spec, stats=self.stats, events=s.kind is FileFormat.TFEVENT,
                                  spill_dir=s.spill_dir)
         self.metrics = CollectorMetrics(s.trial_name, s.spec.objective_type, self.store)
+        self.early = early_stop_for(s) if s.stop_rules else None
 
     def run(self) -> int:
         s = self.settings
@@ -92,6 +94,7 @@ class Sidecar:
         source = open_source(s.spec, path=s.path, stats=self.stats, on_skip=self.skips,
                              prometheus_url=s.prometheus_url, regex_timeout=s.regex_timeout,
                              scrape_interval=s.poll_interval, echo=_echo_line if s.echo else None)
+        source = self.early.watch(source) if self.early is not None else source
         pipeline = Pipeline(source, self.store).start()
         try:
             result = wait_for_training(s.marker_dir, poll_interval=s.poll_interval, timeout=s.timeout,
@@ -122,6 +125,8 @@ class Sidecar:
             return EXIT_REPORT_FAILED
         log.info("Metrics reported: %d rows for trial %s in %d request(s), %.3fs", done.rows, s.trial_name,
                  done.requests, done.seconds)
+        if self.early is not None:  # the final report precedes SetTrialStatus (Katib's order)
+            return self.early.conclude(s.trial_name, s.earlystop, budget=s.report_timeout)
         return EXIT_OK
 
 
@@ -129,7 +134,4 @@ def run_sidecar(settings: Settings, waker: Waker, *, table: ProcessTable | None 
     """Collect, wait, report; returns the exit status."""
     for warning in settings.warnings:
         log.warning("%s", warning)
-    if settings.stop_rules:
-        log.warning("early-stopping rules were given (%d) but early stopping is not evaluated by this "
-                    "version: the trial runs to its end", len(settings.stop_rules))
     return Sidecar(settings, waker, table).run()
