@@ -27,26 +27,24 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import math
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
-from google.protobuf.message import DecodeError
-
-from parsers._generated.katib_tfevent_pb2 import Event
 from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
 from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
+from parsers.tfdecode import decode_records
 from parsers.tfrecord import BadRegion, scan_records
-from parsers.tfvalues import NotAScalar, float32_text, tensor_text
 
 __all__ = ["EVENT_FILE_MARK", "EventDirReader", "read_event_dir"]
 
 EVENT_FILE_MARK: Final = "tfevents"
-CHUNK_SIZE: Final = 4 << 20
+CHUNK_SIZE: Final = 1 << 20
 _EPOCH: Final = datetime.datetime(1970, 1, 1)
-_ONE_SECOND_US: Final = 1_000_000
+_MIN_WALL_TIME: Final = -62_135_596_800.0  # 0001-01-01T00:00:00Z
+_MAX_WALL_TIME: Final = 253_402_300_800.0  # 10000-01-01T00:00:00Z
 
 
 def read_event_dir(
@@ -150,54 +148,36 @@ class EventDirReader:
         return rows
 
     def _decode(self, state: _FileState, records: list[bytes], offsets: list[int], base: int) -> list[MetricLog]:
-        """Rows of the wanted scalars in `records`: the hot loop, so everything is a local."""
-        rows: list[MetricLog] = []
-        append = rows.append
-        per_tag: dict[tuple[str, ...], int] = {}
-        known = state.matcher.known
-        names_for = state.matcher.names_for
-        stamp = self._stamp
-        parse = Event.FromString
-        events = len(records)
-        for index, data in enumerate(records):
-            try:
-                event = parse(data)
-            except DecodeError as err:
-                events -= 1
-                self._skip(base + offsets[index], f"{state.relpath}: not a TensorFlow Event: {err}")
-                continue
-            time_stamp = ""
-            for value in event.summary.value:
-                tag = value.tag
-                names = known.get(tag)
-                if names is None:
-                    names = names_for(tag)
-                if not names:
-                    continue
-                try:
-                    text = _value_text(value)
-                except NotAScalar as err:
-                    if state.matcher.requested:
-                        self._skip_value(base + offsets[index], state, tag, err)
-                    continue
-                if not time_stamp:
-                    time_stamp = stamp(event.wall_time)
-                per_tag[names] = per_tag.get(names, 0) + 1
-                for name in names:
-                    append(MetricLog(time_stamp, name, text))
-        self.stats.lines += events
-        for names, count in per_tag.items():
-            for name in names:
-                self.stats.values[name] += count
-        return rows
+        """Rows of the wanted scalars in `records`, formatted a batch at a time."""
+        decoded = decode_records(records, state.matcher.known, state.matcher.names_for)
+        for index, detail in decoded.bad_events:
+            self._skip(base + offsets[index], f"{state.relpath}: {detail}")
+        if state.matcher.requested:
+            for index, tag, reason in decoded.not_scalars:
+                skip = Skipped(
+                    base + offsets[index], SkipReason.NOT_A_NUMBER, f"{state.relpath}: tag {tag!r}: {reason}"
+                )
+                self._record(skip)
+        self.stats.lines += decoded.events
+        texts = decoded.texts()
+        stamps = self._stamp.many(decoded.wall_times())
+        return self._rows(stamps, decoded.names, texts)
+
+    def _rows(self, stamps: list[str], names: list[tuple[str, ...]], texts: list[str]) -> list[MetricLog]:
+        counts = Counter(names)
+        values = self.stats.values
+        for key, count in counts.items():
+            for name in key:
+                values[name] += count
+        if len(counts) == 1 and len(key := next(iter(counts))) == 1:
+            return list(map(MetricLog, stamps, itertools.repeat(key[0], len(stamps)), texts))
+        return [
+            MetricLog(stamp, name, text) for stamp, key, text in zip(stamps, names, texts, strict=True) for name in key
+        ]
 
     def _skip_region(self, state: _FileState, base: int, region: BadRegion) -> None:
         where = f"bytes {base + region.start}-{base + region.end}"
         self._skip(base + region.start, f"{state.relpath}: {region.reason}, {where} skipped")
-
-    def _skip_value(self, offset: int, state: _FileState, tag: str, err: NotAScalar) -> None:
-        skip = Skipped(offset, SkipReason.NOT_A_NUMBER, f"{state.relpath}: tag {tag!r}: {err}")
-        self._record(skip)
 
     def _skip(self, offset: int, detail: str) -> None:
         self._record(Skipped(offset, SkipReason.BAD_RECORD, detail))
@@ -280,36 +260,37 @@ class _Matcher:
         return not wanted or self._dir_parts[-len(wanted) :] == wanted
 
 
-def _value_text(value: Any) -> str:
-    """The text of one Summary.Value's number; NotAScalar when it holds no single number."""
-    kind = value.WhichOneof("value")
-    if kind == "simple_value":
-        return float32_text(value.simple_value)
-    if kind == "tensor":
-        return tensor_text(value.tensor)
-    raise NotAScalar(f"a {kind or 'empty'} summary")
-
-
 class _StampFormatter:
-    """Wall time (float seconds) → `2023-11-14T22:13:20.123457Z`; remembers the last second's text."""
+    """Wall time (float seconds) → `2023-11-14T22:13:20.123457Z`; remembers each second's text."""
 
-    __slots__ = ("_prefix", "_second")
+    __slots__ = ("_prefixes",)
 
     def __init__(self) -> None:
-        self._second: int | None = None
-        self._prefix = ""
+        self._prefixes: dict[int, str] = {}
 
     def __call__(self, wall_time: float) -> str:
-        try:
-            second = math.floor(wall_time)
-            micro = round((wall_time - second) * _ONE_SECOND_US)
-            if micro == _ONE_SECOND_US:
-                second, micro = second + 1, 0
-            if second != self._second:
-                moment = _EPOCH + datetime.timedelta(seconds=second)
-                self._prefix, self._second = moment.isoformat(), second
-        except (OverflowError, ValueError):
-            return ZERO_TIME  # NaN, infinite or beyond year 9999: no usable time of its own
-        if not micro:
-            return self._prefix + "Z"
-        return f"{self._prefix}.{micro:06d}".rstrip("0") + "Z"
+        return self.many([wall_time])[0]
+
+    def many(self, wall_times: list[float]) -> list[str]:
+        """The time stamps of `wall_times`, in order (a loop with no calls in the common case)."""
+        prefixes = self._prefixes
+        if len(prefixes) > 4096:
+            prefixes.clear()
+        out: list[str] = []
+        append = out.append
+        low, high = _MIN_WALL_TIME, _MAX_WALL_TIME
+        for wall_time in wall_times:
+            if not low <= wall_time < high:
+                append(ZERO_TIME)  # NaN, infinite or outside years 1-9999: no usable time of its own
+                continue
+            second, micro = divmod(round(wall_time * 1e6), 1_000_000)
+            prefix = prefixes.get(second)
+            if prefix is None:
+                prefix = prefixes[second] = (_EPOCH + datetime.timedelta(seconds=second)).isoformat()
+            if micro % 10:
+                append(f"{prefix}.{micro:06d}Z")
+            elif micro:
+                append(f"{prefix}.{micro:06d}".rstrip("0") + "Z")
+            else:
+                append(prefix + "Z")
+        return out

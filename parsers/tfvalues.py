@@ -11,13 +11,16 @@ Takes the generated TensorProto message duck-typed (attributes only), so it impo
 from __future__ import annotations
 
 import math
+import operator
 import struct
+from array import array
 from collections.abc import Callable, Sequence
+from itertools import compress
 from typing import Any, Final
 
 from parsers.numbers import format_float32, format_number
 
-__all__ = ["NotAScalar", "float32_text", "minifloat_text", "tensor_text"]
+__all__ = ["NotAScalar", "float32_text", "float32_texts", "minifloat_text", "tensor_text"]
 
 _F32: Final = struct.Struct("<f")
 _INF: Final = math.inf
@@ -53,8 +56,68 @@ def float32_text(value: float) -> str:
                 text = f"{value:.9g}"
     except OverflowError:  # a candidate beyond float32's range, next to its largest finite value
         return _float32_search(value)
+    return _trim(text) if "e+" in text else text
+
+
+def float32_texts(values: Sequence[float]) -> list[str]:
+    """`float32_text` of each value, for a batch: every step is one C-level pass over the batch.
+
+    The same digit-count walk as `float32_text` (7 digits, then down or up), but each round formats,
+    parses and compares all pending values at once. Values the walk does not cover (zeros,
+    powers of two, non-finite) go through `float32_text` one by one.
+    """
+    count = len(values)
+    if count < 16:
+        return list(map(float32_text, values))
+    targets = array("f", values)
+    bits = array("I", targets.tobytes())
+    special = set(compress(range(count), map(operator.not_, map((0x7FFFFF).__and__, bits))))
+    special.update(compress(range(count), map((0x7F800000).__eq__, map((0x7F800000).__and__, bits))))
+    chosen: list[str] = [""] * count
+    pending = [index for index in range(count) if index not in special] if special else list(range(count))
+    passed, failed = _round_trip(values, targets, pending, 7, chosen)
+    for digits in (6, 5, 4, 3, 2, 1):
+        if not passed:
+            break
+        passed, _ = _round_trip(values, targets, passed, digits, chosen)
+    for digits in (8, 9):
+        if not failed:
+            break
+        _, failed = _round_trip(values, targets, failed, digits, chosen)
+    if special:
+        for index in special:
+            chosen[index] = float32_text(values[index])
+    if "e+" in "".join(chosen):
+        return [_trim(text) if "e+" in text else text for text in chosen]
+    return chosen
+
+
+def _trim(text: str) -> str:
+    """`%g` text → Python's repr style (`1e+08` → `100000000`); the two differ only for `e+`."""
     short = repr(float(text))
     return short[:-2] if short.endswith(".0") else short
+
+
+def _round_trip(
+    values: Sequence[float], targets: array[float], indexes: list[int], digits: int, chosen: list[str]
+) -> tuple[list[int], list[int]]:
+    """Format `values[indexes]` with `digits` significant digits; keep the texts that round-trip.
+
+    Returns the indexes whose text round-tripped (recorded in `chosen`) and those whose did not.
+    """
+    if not indexes:
+        return [], []
+    pick = operator.itemgetter(*indexes)
+    subset = pick(values) if len(indexes) > 1 else (values[indexes[0]],)
+    texts = (f"%.{digits}g\0" * len(subset) % subset).split("\0")
+    texts.pop()
+    wanted = pick(targets) if len(indexes) > 1 else (targets[indexes[0]],)
+    same = list(map(operator.eq, array("f", map(float, texts)), wanted))
+    passed = list(compress(indexes, same))
+    for index, text in zip(passed, compress(texts, same), strict=True):
+        chosen[index] = text
+    failed = list(compress(indexes, map(operator.not_, same)))
+    return passed, failed
 
 
 def _float32_search(value: float) -> str:
