@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from injector.config import KatibConfig
 from injector.errors import DeniedError, InjectorError, LookupFailedError
-from injector.mutate import ImageConfig, Resolved, mutate_pod
+from injector.mutate import ImageConfig, Resolved, entrypoint_container, mutate_pod
 from injector.patch import json_patch
 from injector.review import InvalidReview, allowed, decode_review, denied, invalid, patched
 from injector.sidecar import SidecarOptions
@@ -38,20 +38,13 @@ class TrialResolver(Protocol):
 
     def image_config(self, container: Mapping[str, Any], pod: Mapping[str, Any],
                      namespace: str) -> ImageConfig | None:
-        """The image's Entrypoint/Cmd, or None when they cannot be read."""
+        """The image's Entrypoint/Cmd; EntrypointError (or None) when they cannot be read."""
 
 
 @dataclass(frozen=True, slots=True)
 class Answer:
     review: dict[str, Any]
     outcome: str
-
-
-def _needs_image(pod: Mapping[str, Any], trial: Trial) -> Mapping[str, Any] | None:
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        if isinstance(container, Mapping) and container.get("name") == trial.primary_container:
-            return None if container.get("command") else container
-    return None
 
 
 class AdmissionHandler:
@@ -78,7 +71,7 @@ class AdmissionHandler:
 
     def _resolve(self, pod: Mapping[str, Any], trial: Trial, namespace: str) -> Resolved:
         algorithm = self._resolver.algorithm(trial, namespace)
-        container = _needs_image(pod, trial)
+        container = entrypoint_container(pod, trial)
         image = self._resolver.image_config(container, pod, namespace) if container is not None else None
         return Resolved(algorithm=algorithm, image_config=image)
 

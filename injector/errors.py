@@ -5,8 +5,11 @@
     ├── InvalidObjectError     a Trial, Pod or Experiment document is malformed (fix the object)
     ├── DeniedError            the pod cannot be mutated as asked: the webhook denies it (message for the user)
     │   └── EntrypointError    the primary container has no `command` and its image entrypoint is unknown
-    └── LookupFailedError      a Kubernetes API or registry read failed (transient or RBAC)
-        └── NotFoundError      the object does not exist (HTTP 404)
+    └── LookupFailedError      a Kubernetes API or registry call failed (transient or RBAC)
+        ├── NotFoundError      the object does not exist (HTTP 404)
+        ├── ConflictError      a write lost a race with another writer (HTTP 409)
+        └── RegistryError      an image's config could not be read from its registry
+            └── RegistryAuthError  the registry refused the credentials, or hides the image from them
 """
 
 from __future__ import annotations
@@ -38,3 +41,15 @@ class LookupFailedError(InjectorError):
 
 class NotFoundError(LookupFailedError):
     """The object asked for does not exist."""
+
+
+class ConflictError(LookupFailedError):
+    """A create or update lost a race (the object exists, or changed since it was read)."""
+
+
+class RegistryError(LookupFailedError):
+    """An image registry could not be reached or answered something unusable."""
+
+
+class RegistryAuthError(RegistryError):
+    """The registry answered 401/403/404 for these credentials: another pull secret may still work."""

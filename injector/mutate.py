@@ -19,7 +19,7 @@ from injector.sidecar import COLLECTOR_NAMES, SCRATCH_VOLUME, SidecarOptions, bu
 from injector.trial import TRIAL_LABEL, Algorithm, CollectorKind, Trial
 from injector.wrap import WrapSpec, escape_for_kubelet, wrap_command
 
-__all__ = ["ImageConfig", "Mutation", "Resolved", "go_clean", "go_dir", "mutate_pod"]
+__all__ = ["ImageConfig", "Mutation", "Resolved", "entrypoint_container", "go_clean", "go_dir", "mutate_pod"]
 
 METRICS_VOLUME = "metrics-volume"
 SUGGESTION_VOLUME = "suggestion-volume"
@@ -198,6 +198,18 @@ def _attach(spec: dict[str, Any], primary_index: int, trial: Trial, config: Kati
         spec["initContainers"] = [*(spec.get("initContainers") or []), sidecar]
     else:
         containers.append(sidecar)
+
+
+def entrypoint_container(pod: Mapping[str, Any], trial: Trial) -> Mapping[str, Any] | None:
+    """The container whose image entrypoint `mutate_pod` will need (a wrapped primary without `command`)."""
+    spec = pod.get("spec") or {}
+    if trial.kind not in WRAPPED_KINDS or not _is_primary_pod(pod, trial) or _already_injected(spec, trial):
+        return None
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, Mapping)]
+    index = _find(containers, trial.primary_container)
+    if index is None or containers[index].get("command"):
+        return None
+    return containers[index]
 
 
 def mutate_pod(pod: Mapping[str, Any], trial: Trial, config: KatibConfig, options: SidecarOptions,

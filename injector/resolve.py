@@ -7,22 +7,23 @@ short-lived single-flight cache, so a burst of pods of one trial costs one looku
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_namespaced_resource
 
+from injector.cache import TtlCache
 from injector.config import CONFIGMAP_KEY, KatibConfig, load_katib_config
-from injector.errors import ConfigError, LookupFailedError, NotFoundError
+from injector.errors import ConfigError, EntrypointError, LookupFailedError, NotFoundError, RegistryError
+from injector.imageref import Credential, credentials_from_secret
 from injector.mutate import ImageConfig
 from injector.trial import Algorithm, Trial, algorithm_from_object
 
-__all__ = ["ApiResolver", "KubeReader", "TtlCache", "guess_plural", "kube_config"]
+__all__ = ["ApiResolver", "ImageSource", "KubeReader", "TtlCache", "guess_plural", "kube_config"]
 
 log = logging.getLogger(__name__)
 TRIAL_API = "kubeflow.org/v1beta1"
@@ -48,39 +49,6 @@ def kube_config(kubeconfig: str | None, env: Mapping[str, str]) -> KubeConfig:
         where = f"kubeconfig {path}" if path else "the in-cluster service account"
         raise LookupFailedError(f"cannot load Kubernetes credentials from {where}: {err} "
                                 "(pass --kubeconfig FILE outside a cluster)") from err
-
-
-class TtlCache:
-    """Values kept for `ttl` seconds; concurrent misses of one key wait for a single load."""
-
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._ttl = ttl
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._values: dict[object, tuple[float, Any]] = {}
-        self._loading: dict[object, threading.Lock] = {}
-        self.loads = 0
-
-    def _fresh(self, key: object) -> tuple[bool, Any]:
-        with self._lock:
-            entry = self._values.get(key)
-            if entry is not None and entry[0] > self._clock():
-                return True, entry[1]
-            return False, self._loading.setdefault(key, threading.Lock())
-
-    def get(self, key: object, load: Callable[[], Any]) -> Any:
-        hit, value = self._fresh(key)
-        if hit:
-            return value
-        with value:  # the per-key loading lock
-            hit, _ = self._fresh(key)
-            if hit:
-                return _
-            result = load()
-            with self._lock:
-                self.loads += 1
-                self._values[key] = (self._clock() + self._ttl, result)
-            return result
 
 
 class KubeReader:
@@ -113,15 +81,30 @@ class KubeReader:
         return result
 
 
+class ImageSource(Protocol):
+    """Where image entrypoints come from (`injector.registry.RegistryClient`)."""
+
+    def image_config(self, image: str, credentials: Sequence[Credential]) -> ImageConfig:
+        """The image's Entrypoint and Cmd; RegistryError when they cannot be read."""
+
+
+def _secret_names(value: object) -> list[str]:
+    """The names in an `imagePullSecrets` list (`[{name: ...}]`)."""
+    if not isinstance(value, list):
+        return []
+    return [str(item["name"]) for item in value if isinstance(item, Mapping) and item.get("name")]
+
+
 class ApiResolver:
     """`TrialResolver` over the Kubernetes API, with a cache of at most `ttl` seconds per object."""
 
     def __init__(self, reader: KubeReader, *, katib_namespace: str = "kubeflow",
                  static_config: KatibConfig | None = None, ttl: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, images: ImageSource | None = None) -> None:
         self._reader = reader
         self._namespace = katib_namespace
         self._static_config = static_config
+        self._images = images
         self.cache = TtlCache(ttl, clock)
 
     def _get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
@@ -188,9 +171,32 @@ class ApiResolver:
         result: KatibConfig = self.cache.get(("katib-config", self._namespace), load)
         return result
 
+    def pull_credentials(self, pod: Mapping[str, Any], namespace: str) -> list[Credential]:
+        """The registry logins the kubelet would use for this pod: its imagePullSecrets, then its account's."""
+        spec = pod.get("spec") or {}
+        names = _secret_names(spec.get("imagePullSecrets"))
+        account = str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default")
+        try:
+            names += _secret_names(self._get("v1", "ServiceAccount", namespace, account).get("imagePullSecrets"))
+        except LookupFailedError as err:
+            log.info("service account %s/%s not read for pull secrets: %s", namespace, account, err)
+        credentials: list[Credential] = []
+        for name in dict.fromkeys(names):
+            try:
+                credentials += credentials_from_secret(self._get("v1", "Secret", namespace, name))
+            except LookupFailedError as err:
+                # Without `get` on Secrets (the chart does not grant it by default) only anonymous pulls work.
+                log.warning("pull secret %s/%s not readable, trying without it: %s", namespace, name, err)
+        return credentials
+
     def image_config(self, container: Mapping[str, Any], pod: Mapping[str, Any],
                      namespace: str) -> ImageConfig | None:
-        # Reading image configs from registries is not implemented: such pods are denied with a message
-        # asking for `command` (see EntrypointError).
-        return None
-
+        image = str(container.get("image") or "")
+        fix = "set `command` (and `args`) for the training container in the trial template"
+        where = f"container {container.get('name')!r} has no `command` and the entrypoint of image {image!r}"
+        if self._images is None:
+            raise EntrypointError(f"{where} cannot be read: image registry lookups are off in this injector; {fix}")
+        try:
+            return self._images.image_config(image, self.pull_credentials(pod, namespace))
+        except RegistryError as err:
+            raise EntrypointError(f"{where} could not be read from its registry: {err}; {fix}") from err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -12,13 +13,15 @@ from typing import Any
 from injector.admission import AdmissionHandler
 from injector.certs import CertificateReloader
 from injector.config import KatibConfig
+from injector.errors import ConfigError
 from injector.metrics import InjectorMetrics
+from injector.registry import RegistryClient
 from injector.resolve import ApiResolver, KubeReader, kube_config
 from injector.server import WebhookApp, WebhookServer, start_in_thread
 from injector.settings import ServeSettings, split_host_port
 from injector.sidecar import SidecarOptions
 
-__all__ = ["add_serve_parser", "build_servers", "run_serve"]
+__all__ = ["add_serve_parser", "build_servers", "registry_client", "run_serve"]
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +44,40 @@ def add_serve_parser(commands: Any, add_sidecar_options: Callable[[argparse.Argu
                        help="also serve /metrics, /healthz and /readyz over plain HTTP here")
     serve.add_argument("--api-timeout", type=float, default=5.0, metavar="SECONDS",
                        help="timeout of each Kubernetes API read (default %(default)s)")
+    _add_registry_options(serve)
     add_sidecar_options(serve)
+
+
+def _add_registry_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "image entrypoints", "A training container without `command` is wrapped around its image's Entrypoint and "
+        "Cmd, read from the registry with the pod's pull secrets (and its service account's), else anonymously. "
+        "When that fails the pod is denied with a message asking for `command`.")
+    group.add_argument("--registry-timeout", type=float, default=5.0, metavar="SECONDS",
+                       help="total time for one image lookup; keep it below the webhook's timeoutSeconds "
+                            "(default %(default)s)")
+    group.add_argument("--registry-ca-file", metavar="FILE",
+                       help="PEM CA bundle trusted for registries (default: the system's)")
+    group.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                       help="talk plain HTTP to this registry (repeatable; e.g. a local kind registry)")
+    group.add_argument("--image-platform", default="linux/amd64", metavar="OS/ARCH[/VARIANT]",
+                       help="the variant read from multi-platform images (default %(default)s)")
+
+
+def registry_client(args: argparse.Namespace) -> RegistryClient:
+    context = None
+    if args.registry_ca_file:
+        try:
+            context = ssl.create_default_context(cafile=args.registry_ca_file)
+        except (OSError, ssl.SSLError) as err:
+            raise ConfigError(f"--registry-ca-file {args.registry_ca_file}: {err}") from err
+    if args.registry_timeout <= 0:
+        raise ConfigError(f"--registry-timeout must be positive, got {args.registry_timeout}")
+    try:
+        return RegistryClient(timeout=args.registry_timeout, ssl_context=context,
+                              insecure_registries=args.insecure_registry, platform=args.image_platform)
+    except ValueError as err:
+        raise ConfigError(f"--image-platform: {err}") from err
 
 
 def settings_from(args: argparse.Namespace) -> ServeSettings:
@@ -77,7 +113,7 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str], options: Sidecar
     settings = settings_from(args)
     reader = KubeReader.connect(kube_config(settings.kubeconfig, env), settings.api_timeout)
     resolver = ApiResolver(reader, katib_namespace=settings.katib_namespace, static_config=static_config,
-                           ttl=settings.cache_ttl)
+                           ttl=settings.cache_ttl, images=registry_client(args))
     servers = build_servers(settings, resolver, options)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

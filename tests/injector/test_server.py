@@ -20,7 +20,7 @@ import pytest
 
 from injector.certs import issue_certificates
 from injector.metrics import InjectorMetrics
-from injector.resolve import ApiResolver, KubeReader, kube_config
+from injector.resolve import ApiResolver, ImageSource, KubeReader, kube_config
 from injector.serve_cli import build_servers
 from injector.server import WebhookServer, client_context, start_in_thread
 from injector.settings import ServeSettings
@@ -71,7 +71,8 @@ def api() -> Iterator[FakeApiServer]:
 
 
 class Webhook:
-    def __init__(self, api: FakeApiServer, tmp: pathlib.Path, api_timeout: float = 2.0) -> None:
+    def __init__(self, api: FakeApiServer, tmp: pathlib.Path, api_timeout: float = 2.0,
+                 images: ImageSource | None = None) -> None:
         self.ca = write_certs(tmp)
         self.tmp = tmp
         kubeconfig = tmp / "kubeconfig"
@@ -81,7 +82,7 @@ class Webhook:
             "users": [{"name": "injector", "user": {"token": "test-token"}}],
             "contexts": [{"name": "test", "context": {"cluster": "local", "user": "injector"}}]}))
         reader = KubeReader.connect(kube_config(str(kubeconfig), {}), api_timeout)
-        self.resolver = ApiResolver(reader, katib_namespace="kubeflow", ttl=30.0)
+        self.resolver = ApiResolver(reader, katib_namespace="kubeflow", ttl=30.0, images=images)
         self.metrics = InjectorMetrics()
         settings = ServeSettings(listen=("127.0.0.1", 0), tls_cert_file=str(tmp / "tls.crt"),
                                  tls_key_file=str(tmp / "tls.key"), metrics_listen=("127.0.0.1", 0),
