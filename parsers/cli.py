@@ -27,7 +27,7 @@ from parsers.model import (
 from parsers.observation import unavailable_rows
 from parsers.stats import ParseStats, Skipped
 from parsers.strategies import Reducer
-from parsers.stream import scan_lines, scan_text
+from parsers.stream import scan
 from parsers.text import DEFAULT_REGEX_TIMEOUT, TextParser
 
 __all__ = ["main"]
@@ -178,25 +178,25 @@ class _Warnings:
         self.shown += 1
 
 
-def _logs(
+def _batches(
     spec: CollectorSpec, path: str, stats: ParseStats, warn: _Warnings, text_parser: TextParser | None
-) -> Iterator[MetricLog]:
+) -> Iterator[list[MetricLog]]:
     if spec.format is FileFormat.TFEVENT:
         from parsers.tfevent import read_event_dir  # protobuf is only needed for event files
 
-        yield from read_event_dir(path, spec, stats, warn)
+        yield list(read_event_dir(path, spec, stats, warn))
         return
     with _open(path) as stream:
         if text_parser is not None:
-            yield from scan_text(stream, text_parser)
+            yield from scan(stream, text_parser)
         elif spec.format is FileFormat.JSON:
-            yield from scan_lines(stream, JsonLinesParser(spec, stats=stats, on_skip=warn))
+            yield from scan(stream, JsonLinesParser(spec, stats=stats, on_skip=warn))
         else:
-            from parsers.prometheus import parse_exposition
+            from parsers.prometheus import line_count, parse_exposition
 
             text = stream.read().decode("utf-8", "replace")
-            stats.lines += text.count("\n")
-            yield from parse_exposition(text, spec, ZERO_TIME, stats, warn)
+            stats.lines += line_count(text)
+            yield parse_exposition(text, spec, ZERO_TIME, stats, warn)
 
 
 def _open(path: str) -> BinaryIO:
@@ -212,26 +212,27 @@ class _JsonOut:
         self.out, self.first = out, True
         out.write('{"metric_logs": [')
 
-    def add(self, log: MetricLog) -> None:
-        self.out.write(("" if self.first else ", ") + json.dumps(log.to_dict()))
-        self.first = False
+    def add_all(self, logs: list[MetricLog]) -> None:
+        if logs:
+            self.out.write(("" if self.first else ", ") + ", ".join(json.dumps(log.to_dict()) for log in logs))
+            self.first = False
 
     def finish(self, summaries: list[MetricSummary]) -> None:
         observation = {"metrics": [summary.to_dict() for summary in summaries]}
         self.out.write('], "observation": ' + json.dumps(observation) + "}\n")
 
 
-def _collect(spec: CollectorSpec, logs: Iterable[MetricLog], reducer: Reducer, out: _JsonOut | None) -> None:
+def _collect(spec: CollectorSpec, batches: Iterable[list[MetricLog]], reducer: Reducer, out: _JsonOut | None) -> None:
     seen: set[str] = set()
-    for log in logs:
-        seen.add(log.name)
-        reducer.add(log)
+    for logs in batches:
+        seen.update(log.name for log in logs)
+        reducer.add_all(logs)
         if out is not None:
-            out.add(log)
-    for row in unavailable_rows(spec, seen):
-        reducer.add(row)
-        if out is not None:
-            out.add(row)
+            out.add_all(logs)
+    rows = unavailable_rows(spec, seen)
+    reducer.add_all(rows)
+    if out is not None:
+        out.add_all(rows)
 
 
 def _print_table(summaries: list[MetricSummary], out: TextIO) -> None:
@@ -283,7 +284,7 @@ def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
         parser.error(str(err))
     out = _JsonOut(sys.stdout) if args.output == "json" else None
     try:
-        _collect(spec, _logs(spec, args.path, stats, warn, text_parser), reducer, out)
+        _collect(spec, _batches(spec, args.path, stats, warn, text_parser), reducer, out)
     except OSError as err:
         print(f"{prog}: error: cannot read {args.path}: {err.strerror or err}", file=sys.stderr)
         return 1

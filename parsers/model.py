@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 UNAVAILABLE = "unavailable"
 """Katib's value for a metric that was never reported (`UnavailableMetricValue`)."""
@@ -60,9 +60,12 @@ class Strategy(enum.StrEnum):
         return cls.LATEST
 
 
-@dataclass(frozen=True, slots=True)
-class MetricLog:
-    """One observed value: Katib's `MetricLog{time_stamp, metric{name, value}}` flattened."""
+class MetricLog(NamedTuple):
+    """One observed value: Katib's `MetricLog{time_stamp, metric{name, value}}` flattened.
+
+    A named tuple rather than a frozen dataclass: parsers create millions of them, and a tuple is built
+    several times faster while being just as immutable.
+    """
 
     time_stamp: str
     name: str

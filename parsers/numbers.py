@@ -22,7 +22,7 @@ _GO_FLOAT = re.compile(
 
 
 # The common spellings, for which Python's float() and Go's ParseFloat agree but for range.
-_PLAIN_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+PLAIN_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
 def parse_go_float(text: str) -> float | None:
@@ -32,7 +32,7 @@ def parse_go_float(text: str) -> float | None:
     non-ASCII digits, hex floats need a `p` exponent, `+nan` is invalid, and values beyond
     float64's range are errors rather than infinities.
     """
-    if _PLAIN_FLOAT.fullmatch(text):
+    if PLAIN_FLOAT.fullmatch(text):
         value = float(text)
         return None if math.isinf(value) else value
     if not _GO_FLOAT.fullmatch(text):

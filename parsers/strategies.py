@@ -7,10 +7,12 @@ streaming: memory is one small record per metric, whatever the number of rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from parsers.model import UNAVAILABLE, CollectorSpec, MetricLog, MetricSummary
+from parsers.numbers import PLAIN_FLOAT as _PLAIN_FLOAT
 from parsers.numbers import parse_go_float
 from parsers.timestamps import Instant, parse_rfc3339
 
@@ -18,23 +20,25 @@ __all__ = ["Reducer", "reduce_logs"]
 
 # Rows whose time stamp does not parse (Katib's controller would fail the whole reconcile) sort first.
 _BEFORE_EVERYTHING = Instant(-(1 << 62), 0)
-
-
-def _comparable_as_text(a: str, b: str) -> bool:
-    """True when string order is time order: same-shaped UTC stamps (`YYYY-MM-DDTHH:MM:SS[.f…]Z`)."""
-    return (
-        len(a) == len(b) and a[-1:] == b[-1:] == "Z" and a[10:11] == b[10:11] == "T"
-        and a[13:14] == b[13:14] == ":" and a[19:20] == b[19:20]
-    )
+_INFINITIES = (math.inf, -math.inf)
 
 
 def _not_after(a: str, b: str) -> bool:
     """Katib's `!a.After(b)` for two time stamp texts; unparsable stamps sort before everything."""
     if a == b:
         return True
-    if _comparable_as_text(a, b):
+    # Same-shaped UTC stamps (`YYYY-MM-DDTHH:MM:SS[.f…]Z`, same length) compare as text: no parsing.
+    if len(a) == len(b) > 19 and a[-1] == b[-1] == "Z" and a[10] == b[10] == "T" and a[13] == b[13] == ":" \
+            and a[19] == b[19]:
         return a <= b
     return not (parse_rfc3339(a) or _BEFORE_EVERYTHING) > (parse_rfc3339(b) or _BEFORE_EVERYTHING)
+
+
+def _value_of(text: str) -> float | None:
+    if _PLAIN_FLOAT.fullmatch(text):
+        value = float(text)
+        return None if value in _INFINITIES else value
+    return parse_go_float(text)
 
 
 @dataclass(slots=True)
@@ -48,7 +52,7 @@ class _Running:
     count: int = 0
 
     def add(self, value_text: str, at: str) -> None:
-        value = parse_go_float(value_text)
+        value = _value_of(value_text)
         if value is not None:
             self.count += 1
             if self.min_text == UNAVAILABLE:
@@ -79,8 +83,14 @@ class Reducer:
         running.add(log.value, log.time_stamp)
 
     def add_all(self, logs: Iterable[MetricLog]) -> None:
-        for log in logs:
-            self.add(log)
+        metrics, fixed = self._metrics, self._fixed
+        for at, name, text in logs:
+            running = metrics.get(name)
+            if running is None:
+                if fixed:
+                    continue
+                running = metrics[name] = _Running()
+            running.add(text, at)
 
     def summaries(self) -> list[MetricSummary]:
         """One entry per requested metric in `-m` order (or per metric found, in order of appearance)."""

@@ -1,12 +1,14 @@
-"""One-shot parsing of a whole byte stream (a metrics file, stdin): chunked, pre-filtered, bounded memory.
+"""Block parsing: many whole lines at once, for a one-shot file and for a live tail alike (bounded memory).
 
-Equivalent to feeding every line to a `LineParser`, but for TEXT it looks for candidate lines with the
-C-speed `bytes.find` over large chunks, so the framework noise that makes up most training logs is
-counted without ever being decoded or matched. Memory is one chunk plus the longest line.
+`BlockParser.parse_block` gives exactly what feeding each line of the block to the spec's `LineParser`
+would give, but for TEXT it looks for candidate lines with C-speed `bytes.find` over the whole block, so
+the framework noise that makes up most training logs is counted without ever being decoded or matched;
+with Katib's default filter it finds the wanted `name=value` pairs directly (see `_DefaultFilterScan`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -17,13 +19,13 @@ from parsers.model import ZERO_TIME, MetricLog
 from parsers.text import TextParser
 from parsers.timestamps import line_timestamp
 
-__all__ = ["scan_lines", "scan_text"]
+__all__ = ["BlockParser", "iter_blocks", "scan"]
 
-CHUNK_SIZE = 4 << 20
+CHUNK_SIZE = 1 << 20
 
 
-def _blocks(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:
-    """Runs of whole lines (each block ends with a newline, except perhaps the very last one)."""
+def iter_blocks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Runs of whole lines (each ends with a newline, but perhaps the very last one), one chunk or so each."""
     carry = b""
     while chunk := stream.read(chunk_size):
         cut = chunk.rfind(b"\n")
@@ -36,58 +38,77 @@ def _blocks(stream: BinaryIO, chunk_size: int) -> Iterator[bytes]:
         yield carry
 
 
+class BlockParser:
+    """Parses blocks of whole lines with a `LineParser`; line numbers continue from block to block."""
+
+    def __init__(self, parser: LineParser) -> None:
+        self.parser = parser
+        self.next_lineno = 1
+        text = parser if isinstance(parser, TextParser) else None
+        self._fast = _DefaultFilterScan(text) if text is not None and _DefaultFilterScan.applies(text) else None
+        self._needles = tuple(n.encode() for n in text.needles) if text is not None else ()
+        self._text = text
+
+    def parse_block(self, block: bytes, default_time: str = ZERO_TIME) -> list[MetricLog]:
+        """The MetricLogs of `block`: whole lines, the last one may lack its newline only at the true end."""
+        if not block:
+            return []
+        first = self.next_lineno
+        count = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        self.next_lineno += count
+        if self._fast is not None:
+            self.parser.stats.lines += count
+            return self._fast.block(block, first, default_time)
+        if self._text is not None and self._needles:
+            self.parser.stats.lines += count
+            return self._candidates(self._text, block, first, default_time)
+        return self._every_line(block, first, default_time)
+
+    def _candidates(self, parser: TextParser, block: bytes, first: int, default_time: str) -> list[MetricLog]:
+        logs: list[MetricLog] = []
+        lineno, counted_to = first, 0
+        for start in _candidate_starts(block, self._needles):
+            lineno += block.count(b"\n", counted_to, start)
+            counted_to = start
+            logs += parser.parse_candidate(decode_line(_line_at(block, start)), lineno, default_time)
+        return logs
+
+    def _every_line(self, block: bytes, first: int, default_time: str) -> list[MetricLog]:
+        lines = block.split(b"\n")
+        if block.endswith(b"\n"):
+            lines.pop()
+        logs: list[MetricLog] = []
+        parse = self.parser.parse_line
+        for lineno, raw in enumerate(lines, first):
+            logs += parse(decode_line(raw), lineno, default_time)
+        return logs
+
+
+def scan(stream: BinaryIO, parser: LineParser, *, default_time: str = ZERO_TIME,
+         chunk_size: int = CHUNK_SIZE) -> Iterator[list[MetricLog]]:
+    """The MetricLogs of a whole stream, one list per block."""
+    blocks = BlockParser(parser)
+    for block in iter_blocks(stream, chunk_size):
+        yield blocks.parse_block(block, default_time)
+
+
+def _line_at(block: bytes, start: int) -> bytes:
+    end = block.find(b"\n", start)
+    return block[start:] if end < 0 else block[start:end]
+
+
 def _candidate_starts(block: bytes, needles: tuple[bytes, ...]) -> list[int]:
     """Start offsets of the lines of `block` that contain any needle, in order, without duplicates."""
     starts: set[int] = set()
     for needle in needles:
         at = block.find(needle)
         while at >= 0:
-            start = block.rfind(b"\n", 0, at) + 1
-            starts.add(start)
+            starts.add(block.rfind(b"\n", 0, at) + 1)
             end = block.find(b"\n", at)
             if end < 0:
                 break
             at = block.find(needle, end)
     return sorted(starts)
-
-
-def scan_text(
-    stream: BinaryIO, parser: TextParser, *, default_time: str = ZERO_TIME, chunk_size: int = CHUNK_SIZE
-) -> Iterator[MetricLog]:
-    """Every MetricLog of a TEXT stream, exactly as `parser.parse_line` would give line by line."""
-    if not parser.needles:
-        yield from scan_lines(stream, parser, default_time=default_time, chunk_size=chunk_size)
-        return
-    if _DefaultFilterScan.applies(parser):
-        yield from _DefaultFilterScan(parser, default_time).scan(_blocks(stream, chunk_size))
-        return
-    needles = tuple(needle.encode() for needle in parser.needles)
-    first_lineno = 1
-    for block in _blocks(stream, chunk_size):
-        lines_in_block = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-        parser.stats.lines += lines_in_block
-        lineno, counted_to = first_lineno, 0
-        for start in _candidate_starts(block, needles):
-            lineno += block.count(b"\n", counted_to, start)
-            counted_to = start
-            end = block.find(b"\n", start)
-            raw = block[start:] if end < 0 else block[start:end]
-            yield from parser.parse_candidate(decode_line(raw), lineno, default_time)
-        first_lineno += lines_in_block
-
-
-def scan_lines(
-    stream: BinaryIO, parser: LineParser, *, default_time: str = ZERO_TIME, chunk_size: int = CHUNK_SIZE
-) -> Iterator[MetricLog]:
-    """Line-by-line fallback for filters without a usable pre-filter."""
-    lineno = 0
-    for block in _blocks(stream, chunk_size):
-        lines = block.split(b"\n")
-        if block.endswith(b"\n"):
-            lines.pop()
-        for raw in lines:
-            lineno += 1
-            yield from parser.parse_line(decode_line(raw), lineno, default_time)
 
 
 # Katib's default filter seen from a wanted name (see `DefaultFilter`): an occurrence of name N at p is
@@ -102,13 +123,46 @@ _TAIL = re.compile(rb"[\t\f\r ]*=[\t\f\r ]*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)
 _SAFE_NAME = re.compile(r"[A-Za-z_|][\w|-]*", re.ASCII)
 _NUMERIC_FIRST = frozenset("0123456789eE-")
 
+_Found = dict[int, list[tuple[int, str, bytes]]]
+_HEAD = 64
+_DENSITY_SAMPLE = 64 << 10
+
+
+def _is_number(value: str) -> bool:
+    """For the default filter's value group only: Go accepts it iff it has a mantissa digit and fits."""
+    try:
+        return float(value) not in (math.inf, -math.inf)
+    except ValueError:
+        return False
+
+
+class _LineNumbers:
+    """1-based line numbers of offsets in a block, counted incrementally and only when asked."""
+
+    def __init__(self, block: bytes, first_lineno: int) -> None:
+        self.block, self.lineno, self.counted_to = block, first_lineno, 0
+
+    def at(self, offset: int) -> int:
+        self.lineno += self.block.count(b"\n", self.counted_to, offset)
+        self.counted_to = offset
+        return self.lineno
+
 
 class _DefaultFilterScan:
     """Finds default-filter matches of wanted names in a whole block with C-speed searches."""
 
-    def __init__(self, parser: TextParser, default_time: str) -> None:
-        self.parser, self.default_time = parser, default_time
+    def __init__(self, parser: TextParser) -> None:
+        self.parser = parser
         self.names = [(name, name.encode()) for name in parser.spec.metric_names if _SAFE_NAME.fullmatch(name)]
+        self.by_bytes = {needle: name for name, needle in self.names}
+        alternatives = b"|".join(re.escape(needle) for _, needle in self.names) or b"(?!)"
+        # One pass over a dense block: a zero-width match at each line start captures the line's head (for
+        # its time stamp), then the wanted pairs; group 4 flags a name that only the exact path can judge.
+        self.dense = re.compile(
+            rb"(?m)^(?=([^\n]{0,%d}))|(?<![\w|-])(%s)(?![\w|-])" % (_HEAD, alternatives)
+            + _TAIL.pattern
+            + rb"|(?<=[0-9-])(%s)(?![\w|-])[\t\f\r ]*=" % alternatives
+        )
 
     @staticmethod
     def applies(parser: TextParser) -> bool:
@@ -118,29 +172,53 @@ class _DefaultFilterScan:
             and all(name[:1] not in _NUMERIC_FIRST for name in names)
         )
 
-    def scan(self, blocks: Iterator[bytes]) -> Iterator[MetricLog]:
-        first_lineno = 1
-        for block in blocks:
-            lines_in_block = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            self.parser.stats.lines += lines_in_block
-            yield from self._block(block, first_lineno)
-            first_lineno += lines_in_block
+    def block(self, block: bytes, first_lineno: int, default_time: str) -> list[MetricLog]:
+        sample = _DENSITY_SAMPLE
+        if self.names and block.count(self.names[0][1], 0, sample) * 4 > block.count(b"\n", 0, sample):
+            dense = self._dense(block, first_lineno, default_time)
+            if dense is not None:
+                return dense
+        return self._sparse(block, first_lineno, default_time)
 
-    def _block(self, block: bytes, first_lineno: int) -> Iterator[MetricLog]:
-        found, ambiguous = self._occurrences(block)
-        lineno, counted_to = first_lineno, 0
-        for start in sorted(found.keys() | ambiguous):
-            lineno += block.count(b"\n", counted_to, start)
-            counted_to = start
-            end = block.find(b"\n", start)
-            line = decode_line(block[start:] if end < 0 else block[start:end])
-            if start in ambiguous:
-                yield from self.parser.parse_candidate(line, lineno, self.default_time)
+    def _dense(self, block: bytes, first_lineno: int, default_time: str) -> list[MetricLog] | None:
+        """Most lines hold metrics: one findall in C, then a light loop. None when a line needs the exact path."""
+        logs: list[MetricLog] = []
+        append, values, names = logs.append, self.parser.stats.values, self.by_bytes
+        lineno, head, stamp = first_lineno - 1, b"", None
+        found = self.dense.findall(block)
+        if any(match[3] for match in found):
+            return None
+        for head_or_empty, name, value, _ in found:
+            if not name:
+                head, stamp = head_or_empty, None
+                lineno += 1
+                continue
+            if stamp is None:
+                if len(head) == _HEAD and b" " not in head:
+                    return None  # a first token this long might still be a Katib time stamp
+                stamp = line_timestamp(decode_line(head)) or default_time
+            text, metric = value.decode("ascii"), names[name]
+            if _is_number(text):
+                values[metric] += 1
+                append(MetricLog(stamp, metric, text))
             else:
-                yield from self._emit(line, lineno, sorted(found[start]))
+                self.parser.accept(metric, text, lineno)
+        return logs
 
-    def _occurrences(self, block: bytes) -> tuple[dict[int, list[tuple[int, str, bytes]]], set[int]]:
-        found: dict[int, list[tuple[int, str, bytes]]] = {}
+    def _sparse(self, block: bytes, first_lineno: int, default_time: str) -> list[MetricLog]:
+        found, ambiguous = self._occurrences(block)
+        logs: list[MetricLog] = []
+        lines = _LineNumbers(block, first_lineno)  # counted only when a skip must name its line
+        for start in sorted(found.keys() | ambiguous):
+            line = decode_line(_line_at(block, start))
+            if start in ambiguous:
+                logs += self.parser.parse_candidate(line, lines.at(start), default_time)
+            else:
+                self._emit(logs, line, start, lines, found[start], default_time)
+        return logs
+
+    def _occurrences(self, block: bytes) -> tuple[_Found, set[int]]:
+        found: _Found = {}
         ambiguous: set[int] = set()
         size = len(block)
         for name, needle in self.names:
@@ -154,14 +232,20 @@ class _DefaultFilterScan:
                 elif end >= size or block[end] not in _NAME_BYTES:
                     tail = _TAIL.match(block, end)
                     if tail is not None:
-                        start = block.rfind(b"\n", 0, at) + 1
-                        found.setdefault(start, []).append((at, name, tail.group(1)))
+                        found.setdefault(block.rfind(b"\n", 0, at) + 1, []).append((at, name, tail.group(1)))
                 at = block.find(needle, end)
         return found, ambiguous
 
-    def _emit(self, line: str, lineno: int, matches: list[tuple[int, str, bytes]]) -> Iterator[MetricLog]:
-        stamp = line_timestamp(line) or self.default_time
+    def _emit(self, logs: list[MetricLog], line: str, start: int, lines: _LineNumbers,
+              matches: list[tuple[int, str, bytes]], default_time: str) -> None:
+        stamp = line_timestamp(line) or default_time
+        values = self.parser.stats.values
+        if len(matches) > 1:
+            matches.sort()
         for _, name, raw in matches:
             value = raw.decode("ascii")
-            if self.parser.accept(name, value, lineno):
-                yield MetricLog(stamp, name, value)
+            if _is_number(value):
+                values[name] += 1
+                logs.append(MetricLog(stamp, name, value))
+            else:
+                self.parser.accept(name, value, lines.at(start))

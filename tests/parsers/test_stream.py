@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from parsers.lines import iter_lines, make_line_parser
 from parsers.model import CollectorSpec, FileFormat, MetricLog
-from parsers.stream import _DefaultFilterScan, scan_lines, scan_text
+from parsers.stream import BlockParser, _DefaultFilterScan, scan
 from parsers.text import TextParser
 
 
-def line_by_line(data: bytes, spec: CollectorSpec) -> tuple[list[MetricLog], int]:
-    parser = make_line_parser(spec)
+def line_by_line(data: bytes, spec: CollectorSpec, where: list[int] | None = None) -> tuple[list[MetricLog], int]:
+    parser = make_line_parser(spec, on_skip=None if where is None else lambda skip: where.append(skip.where))
     logs = [log for n, line in enumerate(iter_lines(io.BytesIO(data)), 1) for log in parser.parse_line(line, n)]
     return logs, parser.stats.lines
 
@@ -24,7 +24,7 @@ def line_by_line(data: bytes, spec: CollectorSpec) -> tuple[list[MetricLog], int
 def scanned(data: bytes, spec: CollectorSpec, chunk_size: int) -> tuple[list[MetricLog], int, list[int]]:
     where: list[int] = []
     parser = TextParser(spec, on_skip=lambda skip: where.append(skip.where))
-    logs = list(scan_text(io.BytesIO(data), parser, chunk_size=chunk_size))
+    logs = [log for batch in scan(io.BytesIO(data), parser, chunk_size=chunk_size) for log in batch]
     return logs, parser.stats.lines, where
 
 
@@ -73,7 +73,7 @@ def test_very_long_line_without_newline() -> None:
 def test_user_filters_without_names_scan_every_line() -> None:
     spec = CollectorSpec(filters=(r"(\w+):\s*(\d+)",))
     parser = TextParser(spec)
-    logs = list(scan_text(io.BytesIO(b"a: 1\nnoise\nb: 2\n"), parser, chunk_size=3))
+    logs = [log for batch in scan(io.BytesIO(b"a: 1\nnoise\nb: 2\n"), parser, chunk_size=3) for log in batch]
     assert [(log.name, log.value) for log in logs] == [("a", "1"), ("b", "2")]
     assert parser.stats.lines == 3
 
@@ -82,7 +82,7 @@ def test_json_lines_scan() -> None:
     spec = CollectorSpec(metric_names=("loss",), format=FileFormat.JSON)
     parser = make_line_parser(spec)
     data = b'{"loss": 1}\r\nnot json\n\n{"loss": "2"}'
-    logs = list(scan_lines(io.BytesIO(data), parser, chunk_size=5))  # type: ignore[arg-type]
+    logs = [log for batch in scan(io.BytesIO(data), parser, chunk_size=5) for log in batch]
     assert [log.value for log in logs] == ["1", "2"]
     assert parser.stats.lines == 4
 
@@ -97,10 +97,12 @@ def test_fast_default_filter_scan_equals_line_by_line(tokens: list[str], names: 
     data = "".join(tokens).encode()
     spec = CollectorSpec(metric_names=names)
     assert _DefaultFilterScan.applies(TextParser(spec))
-    expected, lines = line_by_line(data, spec)
-    logs, counted, _ = scanned(data, spec, chunk_size=16)
+    expected_where: list[int] = []
+    expected, lines = line_by_line(data, spec, expected_where)
+    logs, counted, where = scanned(data, spec, chunk_size=16)
     assert logs == expected
     assert counted == lines
+    assert where == expected_where
 
 
 def test_names_the_fast_scan_cannot_take_use_the_exact_path() -> None:
@@ -108,3 +110,14 @@ def test_names_the_fast_scan_cannot_take_use_the_exact_path() -> None:
     for names in [("e1", "loss"), ("val/acc",), ("1x", "loss")]:
         spec = CollectorSpec(metric_names=names)
         assert scanned(data, spec, 1 << 20)[0] == line_by_line(data, spec)[0]
+
+
+def test_block_parser_continues_line_numbers_across_blocks() -> None:
+    where: list[int] = []
+    parser = TextParser(CollectorSpec(metric_names=("loss",)), on_skip=lambda skip: where.append(skip.where))
+    blocks = BlockParser(parser)
+    assert blocks.parse_block(b"noise\nloss=1\n", "2024-01-01T00:00:00Z") == [
+        MetricLog("2024-01-01T00:00:00Z", "loss", "1")]
+    assert blocks.parse_block(b"loss=x\n") == []
+    assert where == [3]
+    assert parser.stats.lines == 3
