@@ -1,10 +1,23 @@
-"""Pure parsing toolkit for Katib metrics: text logs, JSON lines, TensorFlow events, strategies.
+"""Pure parsing toolkit for Katib metrics: text logs, JSON lines, TensorFlow events, Prometheus, strategies.
 
-Stdlib-only at import time (plus `regex` for bounded-time user filters); imports neither
+Usable on its own, e.g. in a training project's tests, to check that its logs parse:
+
+    from parsers import CollectorSpec, make_line_parser, reduce_logs
+    spec = CollectorSpec(metric_names=("accuracy",))
+    logs = make_line_parser(spec).parse_line("epoch=3 accuracy=0.91", 1)
+    assert reduce_logs(spec, logs)[0].latest == "0.91"
+
+Imports only the standard library and `regex` (bounded-time user filters); the TensorFlow-event reader
+(`read_event_dir`, `EventDirReader`) needs protobuf and is imported on first use. Imports neither
 `collector` nor `injector`.
 """
 
+from typing import Any
+
 from parsers.errors import FilterError, InputError, ParseError, SpecError
+from parsers.filters import compile_filters, split_katib_filters
+from parsers.jsonl import JsonLinesParser
+from parsers.lines import LineParser, iter_lines, make_line_parser
 from parsers.model import (
     DEFAULT_FILTER,
     UNAVAILABLE,
@@ -18,27 +31,75 @@ from parsers.model import (
     Strategy,
 )
 from parsers.numbers import format_float32, format_number, parse_go_float
+from parsers.observation import unavailable_rows
+from parsers.prometheus import parse_exposition
 from parsers.stats import ParseStats, Skipped, SkipReason
+from parsers.strategies import Reducer, reduce_logs
+from parsers.stream import BlockParser, scan
+from parsers.text import TextParser
+from parsers.timestamps import (
+    Instant,
+    format_rfc3339,
+    is_go_rfc3339nano,
+    json_timestamp,
+    line_timestamp,
+    parse_rfc3339,
+    unix_to_rfc3339,
+)
+
+_LAZY = {"read_event_dir": "parsers.tfevent", "EventDirReader": "parsers.tfevent"}
+
+
+def __getattr__(name: str) -> Any:
+    """The event-file reader is imported on first use: it needs protobuf, the rest does not."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'parsers' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_FILTER",
     "UNAVAILABLE",
     "ZERO_TIME",
+    "BlockParser",
     "CollectorSpec",
+    "EventDirReader",
     "FileFormat",
     "FilterError",
     "InputError",
+    "Instant",
+    "JsonLinesParser",
+    "LineParser",
     "MetricLog",
     "MetricSummary",
     "ObjectiveType",
     "ObservationLog",
     "ParseError",
     "ParseStats",
+    "Reducer",
     "SkipReason",
     "Skipped",
     "SpecError",
     "Strategy",
+    "TextParser",
+    "compile_filters",
     "format_float32",
     "format_number",
+    "format_rfc3339",
+    "is_go_rfc3339nano",
+    "iter_lines",
+    "json_timestamp",
+    "line_timestamp",
+    "make_line_parser",
+    "parse_exposition",
     "parse_go_float",
+    "parse_rfc3339",
+    "read_event_dir",
+    "reduce_logs",
+    "scan",
+    "split_katib_filters",
+    "unavailable_rows",
+    "unix_to_rfc3339",
 ]
