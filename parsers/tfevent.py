@@ -68,7 +68,8 @@ class EventDirReader:
 
     `poll()` returns the rows that became readable since the last poll: new files, grown files, a
     record that was incomplete and is now complete (read exactly once). Works before the directory
-    exists. Files are expected to only grow, as TensorFlow's writers do.
+    exists. Files are expected to only grow, as TensorFlow's writers do: a file that shrinks is
+    not re-read from the start (that could only duplicate rows).
     """
 
     def __init__(
@@ -96,7 +97,7 @@ class EventDirReader:
             state = self._files.get(relpath)
             if state is None:
                 state = self._files[relpath] = _FileState(relpath, self._matcher(relpath))
-            if size > state.offset:
+            if size > state.offset + state.pending:  # new bytes since the last read
                 yield from self._read_file(state)
 
     def _matcher(self, relpath: str) -> _Matcher:

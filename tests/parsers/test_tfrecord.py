@@ -111,3 +111,34 @@ def test_verification_can_be_switched_off() -> None:
 def test_empty_input_is_nothing_pending() -> None:
     scan = scan_records(b"")
     assert (scan.records, scan.bad, scan.resume, scan.resyncing) == ([], [], 0, False)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    # The prefix keeps a payload from being a valid header itself (8 bytes followed by their own
+    # masked CRC), which a resync could not tell from a real header: TFRecord has no sync marker.
+    st.lists(st.binary(max_size=40).map(lambda data: b"payload: " + data), min_size=1, max_size=8),
+    st.integers(min_value=0),
+    st.integers(min_value=1, max_value=255),
+)
+def test_one_corrupt_byte_loses_at_most_the_record_it_hit(payloads: list[bytes], where: int, flip: int) -> None:
+    buf = bytearray(frame(*payloads))
+    position = where % len(buf)
+    buf[position] ^= flip
+    scan = scan_records(bytes(buf))
+    starts = [sum(HEADER_SIZE + len(p) + 4 for p in payloads[:i]) for i in range(len(payloads))]
+    hit = max(i for i, start in enumerate(starts) if start <= position)
+    if scan.records == payloads:
+        # Only the length's own CRC was hit: the length is intact and the data CRC vouches for it.
+        assert 8 <= position - starts[hit] < HEADER_SIZE and not scan.bad
+    else:
+        assert scan.records == payloads[:hit] + payloads[hit + 1 :]
+        assert len(scan.bad) == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=200))
+def test_arbitrary_bytes_never_crash_and_every_byte_is_accounted_for(data: bytes) -> None:
+    scan = scan_records(data)
+    assert 0 <= scan.resume <= len(data)
+    assert all(region.start < region.end <= len(data) for region in scan.bad)

@@ -1,0 +1,179 @@
+"""Benchmark: our event-file reader vs tensorboard's EventAccumulator used as Katib uses it.
+
+Generates (once, cached in --workdir) one event file per style with N scalar events of one tag:
+
+- `simple`: `simple_value` summaries, the layout tensorboardX / torch `add_scalar` write;
+- `tensor`: v2 tensor summaries with scalars-plugin metadata, the layout of tensorboard's
+  `Writer.add_scalar` (and TF2 `tf.summary.scalar`).
+
+The layouts are checked against the real writers' bytes before generating. Each reader then runs
+in its own subprocess pinned to one CPU, and reports events/s (wall and CPU) and peak RSS
+(`ru_maxrss`). Our reader verifies every CRC and builds every MetricLog; the accumulator loads
+everything (`size_guidance` 0), then values are rendered as Katib does.
+
+Usage: python benchmarks/parse_tfevent.py [--events 1000000] [--workdir DIR] [--readers ours,ea]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import resource
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TAG = "loss"
+T0 = 1_700_000_000.0
+STYLES = ("simple", "tensor")
+
+
+def _frame(data: bytes) -> bytes:
+    from parsers.tfrecord import masked_crc32c
+
+    header = struct.pack("<Q", len(data))
+    return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+def _event(style: str, step: int) -> bytes:
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.scalar import summary_v2
+
+    value = _value(step)
+    wall_time = T0 + step * 0.001
+    if style == "simple":
+        summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=TAG, simple_value=value)])
+    else:
+        summary = summary_v2.scalar_pb(TAG, value)
+        summary.value[0].metadata.data_class = summary_pb2.DATA_CLASS_SCALAR  # as Writer.add_scalar sets it
+    return bytes(event_pb2.Event(wall_time=wall_time, step=step, summary=summary).SerializeToString())
+
+
+def _real_writer_record(style: str) -> bytes:
+    """The record the real writer produces for step 0 (to check the generated layout)."""
+    from parsers.tfrecord import scan_records
+
+    with tempfile.TemporaryDirectory() as logdir:
+        if style == "simple":
+            import tensorboardX
+
+            writer: Any = tensorboardX.SummaryWriter(logdir)
+            writer.add_scalar(TAG, _value(0), 0, walltime=T0)
+        else:
+            from tensorboard.summary import Writer
+
+            writer = Writer(logdir)
+            writer.add_scalar(TAG, _value(0), 0, wall_time=T0)
+        writer.close()
+        [name] = [n for n in os.listdir(logdir) if "tfevents" in n]
+        with open(os.path.join(logdir, name), "rb") as file:
+            return scan_records(file.read()).records[-1]
+
+
+def _value(step: int) -> float:
+    """A decaying, noisy loss: a million distinct values."""
+    return math.exp(-step / 100_000) + 0.01 * math.sin(step)
+
+
+def generate(path: pathlib.Path, style: str, events: int) -> None:
+    if _event(style, 0) != _real_writer_record(style):
+        raise SystemExit(f"generated {style} layout differs from the real writer's; update the benchmark")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    with partial.open("wb") as file:
+        batch: list[bytes] = []
+        for step in range(events):
+            batch.append(_frame(_event(style, step)))
+            if len(batch) == 10_000:
+                file.write(b"".join(batch))
+                batch.clear()
+        file.write(b"".join(batch))
+    partial.rename(path)
+
+
+def measure_ours(path: pathlib.Path) -> int:
+    from parsers.model import CollectorSpec
+    from parsers.tfevent import read_event_dir
+
+    count = 0
+    for _ in read_event_dir(path.parent, CollectorSpec(metric_names=(TAG,))):
+        count += 1
+    return count
+
+
+def measure_ea(path: pathlib.Path) -> int:
+    """Katib's tfevent_loader: EventAccumulator per file, tensors first, then scalars, str() of each."""
+    from tensorboard.backend.event_processing import event_accumulator as ea
+    from tensorboard.util import tensor_util
+
+    accumulator = ea.EventAccumulator(str(path), size_guidance={ea.SCALARS: 0, ea.TENSORS: 0})
+    accumulator.Reload()
+    count = 0
+    tags = accumulator.Tags()
+    for tag in tags[ea.TENSORS]:
+        for event in accumulator.Tensors(tag):
+            str(tensor_util.make_ndarray(event.tensor_proto))
+            count += 1
+    for tag in tags[ea.SCALARS]:
+        for event in accumulator.Scalars(tag):
+            str(event.value)
+            count += 1
+    return count
+
+
+def child(reader: str, path: pathlib.Path) -> None:
+    os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    wall, cpu = time.perf_counter(), time.process_time()
+    count = measure_ours(path) if reader == "ours" else measure_ea(path)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"events": count, "wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak_kib / 1024}))
+
+
+def run_child(reader: str, path: pathlib.Path) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+    command = [sys.executable, __file__, "--child", reader, str(path)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="scalar events per file (default 1,000,000)")
+    parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "tfevent-bench")
+    parser.add_argument("--readers", default="ours,ea", help="comma-separated: ours, ea (default both)")
+    parser.add_argument("--child", nargs=2, metavar=("READER", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child[0], pathlib.Path(args.child[1]))
+        return
+    sys.path.insert(0, str(ROOT))
+    print(f"{'style':8} {'reader':6} {'events':>9} {'ev/s wall':>11} {'ev/s cpu':>11} {'peak RSS':>10}")
+    for style in STYLES:
+        path = args.workdir / f"{style}-{args.events}" / "events.out.tfevents.1.bench"
+        if not path.exists():
+            generate(path, style, args.events)
+        speeds: dict[str, float] = {}
+        for reader in args.readers.split(","):
+            result = run_child(reader, path)
+            speeds[reader] = result["events"] / result["cpu_s"]
+            print(
+                f"{style:8} {reader:6} {result['events']:>9,} {result['events'] / result['wall_s']:>11,.0f}"
+                f" {speeds[reader]:>11,.0f} {result['peak_rss_mib']:>7.0f} MiB",
+                flush=True,
+            )
+        if len(speeds) == 2:
+            print(f"{style:8} speed-up (cpu): {speeds['ours'] / speeds['ea']:.1f}x", flush=True)
+    print(f"load average during the run: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
