@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -280,11 +281,15 @@ class _StampFormatter:
         out: list[str] = []
         append = out.append
         low, high = _MIN_WALL_TIME, _MAX_WALL_TIME
+        floor = math.floor
         for wall_time in wall_times:
             if not low <= wall_time < high:
                 append(ZERO_TIME)  # NaN, infinite or outside years 1-9999: no usable time of its own
                 continue
-            second, micro = divmod(round(wall_time * 1e6), 1_000_000)
+            second = floor(wall_time)
+            micro = round((wall_time - second) * 1e6)  # the subtraction is exact; `wall_time * 1e6` is not
+            if micro == 1_000_000:
+                second, micro = second + 1, 0
             prefix = prefixes.get(second)
             if prefix is None:
                 prefix = prefixes[second] = (_EPOCH + datetime.timedelta(seconds=second)).isoformat()

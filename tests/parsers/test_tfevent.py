@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import io
 import pathlib
 import struct
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tensorboard.summary import Writer
 from tensorboard.summary.writer.record_writer import RecordWriter
 
 from parsers._generated import katib_tfevent_pb2 as pb
 from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
 from parsers.stats import ParseStats, Skipped, SkipReason
-from parsers.tfevent import EventDirReader, read_event_dir
+from parsers.tfevent import EventDirReader, _StampFormatter, read_event_dir
 from parsers.tfrecord import masked_crc32c
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -200,6 +204,7 @@ def test_time_stamps_are_utc_microseconds_rounded_and_trimmed(tmp_path: pathlib.
         T0 + 0.5: "2023-11-14T22:13:20.5Z",
         T0 + 0.9999996: "2023-11-14T22:13:21Z",
         T0 + 0.12: "2023-11-14T22:13:20.12Z",
+        1795355932.9538445: "2026-11-22T13:58:52.953845Z",  # x 1e6 in floating point would give .953844
         0.0: "1970-01-01T00:00:00Z",
         float("nan"): ZERO_TIME,
         1e300: ZERO_TIME,
@@ -207,6 +212,16 @@ def test_time_stamps_are_utc_microseconds_rounded_and_trimmed(tmp_path: pathlib.
     events = [scalar_event("t", float(i), wall_time) for i, wall_time in enumerate(stamps)]
     (tmp_path / "events.out.tfevents.1").write_bytes(framed(*events))
     assert [stamp for stamp, _, _ in rows(tmp_path, "t")] == list(stamps.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(min_value=0, max_value=4_102_444_800))  # 1970 to 2100
+def test_time_stamps_round_the_exact_wall_time_to_the_nearest_microsecond(wall_time: float) -> None:
+    micros = (decimal.Decimal(wall_time) * 1_000_000).to_integral_value(decimal.ROUND_HALF_EVEN)
+    second, micro = divmod(int(micros), 1_000_000)
+    expected = (datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=second)).isoformat()
+    expected += f".{micro:06d}".rstrip("0").rstrip(".") + "Z"
+    assert _StampFormatter()(wall_time) == expected
 
 
 def test_a_flipped_byte_loses_one_record_and_is_counted(tmp_path: pathlib.Path) -> None:
