@@ -117,23 +117,16 @@ def _candidate_starts(block: bytes, needles: tuple[bytes, ...]) -> list[int]:
 # `_` or `|`, which no value, no `=` and no space contains. The one case this cannot decide alone is a
 # name character before p that may end a previous match (a digit or `-`, as in `loss=1-acc=2`): such
 # lines go through the line-by-line path.
-_NAME_BYTES = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_|-")
-_MAY_END_A_MATCH = frozenset(b"0123456789-")
 _TAIL = re.compile(rb"[\t\f\r ]*=[\t\f\r ]*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)")
 _SAFE_NAME = re.compile(r"[A-Za-z_|][\w|-]*", re.ASCII)
 _NUMERIC_FIRST = frozenset("0123456789eE-")
 
 _Found = dict[int, list[tuple[int, str, bytes]]]
-_HEAD = 64
 _DENSITY_SAMPLE = 64 << 10
 
 
-def _is_number(value: str) -> bool:
-    """For the default filter's value group only: Go accepts it iff it has a mantissa digit and fits."""
-    try:
-        return float(value) not in (math.inf, -math.inf)
-    except ValueError:
-        return False
+_INFINITIES = (math.inf, -math.inf)
+_new_log = tuple.__new__
 
 
 class _LineNumbers:
@@ -153,16 +146,16 @@ class _DefaultFilterScan:
 
     def __init__(self, parser: TextParser) -> None:
         self.parser = parser
-        self.names = [(name, name.encode()) for name in parser.spec.metric_names if _SAFE_NAME.fullmatch(name)]
-        self.by_bytes = {needle: name for name, needle in self.names}
-        alternatives = b"|".join(re.escape(needle) for _, needle in self.names) or b"(?!)"
-        # One pass over a dense block: a zero-width match at each line start captures the line's head (for
-        # its time stamp), then the wanted pairs; group 4 flags a name that only the exact path can judge.
-        self.dense = re.compile(
-            rb"(?m)^(?=([^\n]{0,%d}))|(?<![\w|-])(%s)(?![\w|-])" % (_HEAD, alternatives)
-            + _TAIL.pattern
-            + rb"|(?<=[0-9-])(%s)(?![\w|-])[\t\f\r ]*=" % alternatives
-        )
+        # Per name, a pattern that starts with the name itself (so the engine skips ahead with a fast literal
+        # search) and checks the character before it afterwards, plus one for the undecidable case.
+        self.patterns = [
+            (
+                name,
+                re.compile(rb"%s(?<![\w|-]%s)(?![\w|-])%s" % (re.escape(raw), re.escape(raw), _TAIL.pattern)),
+                re.compile(rb"%s(?<=[0-9-]%s)(?![\w|-])" % (re.escape(raw), re.escape(raw))),
+            )
+            for name, raw in ((n, n.encode()) for n in parser.spec.metric_names if _SAFE_NAME.fullmatch(n))
+        ]
 
     @staticmethod
     def applies(parser: TextParser) -> bool:
@@ -173,39 +166,6 @@ class _DefaultFilterScan:
         )
 
     def block(self, block: bytes, first_lineno: int, default_time: str) -> list[MetricLog]:
-        sample = _DENSITY_SAMPLE
-        if self.names and block.count(self.names[0][1], 0, sample) * 4 > block.count(b"\n", 0, sample):
-            dense = self._dense(block, first_lineno, default_time)
-            if dense is not None:
-                return dense
-        return self._sparse(block, first_lineno, default_time)
-
-    def _dense(self, block: bytes, first_lineno: int, default_time: str) -> list[MetricLog] | None:
-        """Most lines hold metrics: one findall in C, then a light loop. None when a line needs the exact path."""
-        logs: list[MetricLog] = []
-        append, values, names = logs.append, self.parser.stats.values, self.by_bytes
-        lineno, head, stamp = first_lineno - 1, b"", None
-        found = self.dense.findall(block)
-        if any(match[3] for match in found):
-            return None
-        for head_or_empty, name, value, _ in found:
-            if not name:
-                head, stamp = head_or_empty, None
-                lineno += 1
-                continue
-            if stamp is None:
-                if len(head) == _HEAD and b" " not in head:
-                    return None  # a first token this long might still be a Katib time stamp
-                stamp = line_timestamp(decode_line(head)) or default_time
-            text, metric = value.decode("ascii"), names[name]
-            if _is_number(text):
-                values[metric] += 1
-                append(MetricLog(stamp, metric, text))
-            else:
-                self.parser.accept(metric, text, lineno)
-        return logs
-
-    def _sparse(self, block: bytes, first_lineno: int, default_time: str) -> list[MetricLog]:
         found, ambiguous = self._occurrences(block)
         logs: list[MetricLog] = []
         lines = _LineNumbers(block, first_lineno)  # counted only when a skip must name its line
@@ -220,20 +180,12 @@ class _DefaultFilterScan:
     def _occurrences(self, block: bytes) -> tuple[_Found, set[int]]:
         found: _Found = {}
         ambiguous: set[int] = set()
-        size = len(block)
-        for name, needle in self.names:
-            at = block.find(needle)
-            while at >= 0:
-                end = at + len(needle)
-                before = block[at - 1] if at else 10
-                if before in _NAME_BYTES:
-                    if before in _MAY_END_A_MATCH:
-                        ambiguous.add(block.rfind(b"\n", 0, at) + 1)
-                elif end >= size or block[end] not in _NAME_BYTES:
-                    tail = _TAIL.match(block, end)
-                    if tail is not None:
-                        found.setdefault(block.rfind(b"\n", 0, at) + 1, []).append((at, name, tail.group(1)))
-                at = block.find(needle, end)
+        for name, exact, unsure in self.patterns:
+            for match in unsure.finditer(block):
+                ambiguous.add(block.rfind(b"\n", 0, match.start()) + 1)
+            for match in exact.finditer(block):
+                at = match.start()
+                found.setdefault(block.rfind(b"\n", 0, at) + 1, []).append((at, name, match.group(1)))
         return found, ambiguous
 
     def _emit(self, logs: list[MetricLog], line: str, start: int, lines: _LineNumbers,
@@ -244,8 +196,12 @@ class _DefaultFilterScan:
             matches.sort()
         for _, name, raw in matches:
             value = raw.decode("ascii")
-            if _is_number(value):
+            try:  # the value group's grammar: a number exactly when float() takes it and it is finite
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if number == number and number not in _INFINITIES:
                 values[name] += 1
-                logs.append(MetricLog(stamp, name, value))
+                logs.append(_new_log(MetricLog, (stamp, name, value)))
             else:
                 self.parser.accept(name, value, lines.at(start))
