@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -64,13 +65,20 @@ class Decoded:
     all_float32: bool = True  # no finished text among `values`: format them as one batch
 
     def wall_times(self) -> list[float]:
-        return array("d", b"".join(self.raw_walls)).tolist()
+        return _little_endian("d", b"".join(self.raw_walls)).tolist()
 
     def texts(self) -> list[str]:
         """The value texts, in order."""
         if self.all_float32:
-            return float32_texts(array("f", b"".join(self.values)).tolist())  # type: ignore[arg-type]
+            return float32_texts(_little_endian("f", b"".join(self.values)).tolist())  # type: ignore[arg-type]
         return [value if isinstance(value, str) else float32_text(_FLOAT.unpack(value)[0]) for value in self.values]
+
+
+def _little_endian(typecode: str, data: bytes) -> array[float]:
+    numbers: array[float] = array(typecode, data)  # typecode "d" or "f"
+    if sys.byteorder == "big":
+        numbers.byteswap()
+    return numbers
 
 
 def decode_records(records: list[bytes], known: dict[str, tuple[str, ...]], names_for: NamesFor) -> Decoded:
