@@ -95,7 +95,10 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
     add("--db-manager", metavar="HOST:PORT", help="report to this Katib db-manager instead of the local store")
     add("--db", type=Path, metavar="FILE", help="the local store's SQLite file (default: user data dir)")
     add("--stop-rule", action="append", default=[], metavar="RULE",
-        help="early-stopping rule name;value;comparison;startStep (accepted, not evaluated yet)")
+        help="stop the command early when the rule holds: name;value;comparison;startStep, e.g. "
+             "accuracy;0.6;less;4 (repeatable; all must hold; the objective is compared by its best value)")
+    add("--stop-grace", default="10s", metavar="DURATION",
+        help="after an early stop, SIGKILL what still runs this long after SIGTERM (10s)")
     add("--report-timeout", default="300s", metavar="DURATION", help="retry reporting this long (300s)")
     add("--regex-timeout", default="1s", metavar="DURATION", help="time bound of one line's match (1s)")
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -103,6 +106,7 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _run_options(args: argparse.Namespace, command: list[str]) -> RunOptions:
+    from collector.earlystop import parse_stop_rules
     from collector.run import RunOptions, default_trial_name
     from parsers.errors import FilterError
     from parsers.filters import compile_filters
@@ -123,7 +127,9 @@ def _run_options(args: argparse.Namespace, command: list[str]) -> RunOptions:
                       path=args.tfevent_dir or args.path,
                       db_manager=check_address(args.db_manager, "--db-manager") if args.db_manager else None,
                       db_path=args.db, report_timeout=parse_duration(args.report_timeout, "-report-timeout"),
-                      regex_timeout=parse_duration(args.regex_timeout, "-regex-timeout"))
+                      regex_timeout=parse_duration(args.regex_timeout, "-regex-timeout"),
+                      stop_rules=parse_stop_rules(args.stop_rule),
+                      stop_grace=parse_duration(args.stop_grace, "-stop-grace"))
 
 
 def run_main(argv: list[str], prog: str) -> int:

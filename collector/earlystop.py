@@ -121,7 +121,7 @@ class Held:
     def __str__(self) -> str:
         what = "best so far" if self.best_so_far else "value"
         return (f"{self.rule.name} {what} {format_number(self.compared)} {self.rule.comparison.symbol} "
-                f"{self.rule.value} (report {self.step}, rule {self.rule})")
+                f"{self.rule.value} at report {self.step}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +136,7 @@ class Decision:
         return tuple(h.rule for h in self.held)
 
     def describe(self) -> str:
-        return "; ".join(str(h) for h in self.held)
+        return "; ".join(f"rule {h.rule} holds: {h}" for h in self.held)
 
 
 @dataclass

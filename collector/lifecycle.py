@@ -243,6 +243,7 @@ class Waiter:
         while True:
             if self.waker.woken:
                 return WaitResult(Outcome.INTERRUPTED, "stopped before the training was found")
+            trace = self.evidence()  # before the scan: whoever wrote it, if still running, is in the scan
             found = find_main_processes(self.table, self.marker_dir, self_pid=self.self_pid,
                                         mesh_proxies=self.mesh_proxies)
             if found is not None:
@@ -250,7 +251,6 @@ class Waiter:
             marker = completed_marker(self.marker_dir)
             if marker is not None:
                 return WaitResult(Outcome.COMPLETED, f"training had already completed (marker {marker})")
-            trace = self.evidence()
             if trace is not None:  # it ran (it wrote this) and is gone, without a `completed` marker
                 return WaitResult(Outcome.FAILED, f"training failed before we found it: {trace} exists "
                                   "but no training process and no `completed` marker")

@@ -25,10 +25,12 @@ from typing import BinaryIO, TextIO
 
 from collector.dbmanager import StoreError, default_db_path, serve
 from collector.delivery import Delivery, deliver
+from collector.earlystop import DEFAULT_STOP_GRACE, StopRule
 from collector.pipeline import ParsedLines, Pipeline, open_source
 from collector.report import ReportError
 from collector.sources.base import LogSource
 from collector.sources.pipe import ProcessOutput
+from collector.stopper import EarlyStop
 from collector.store import MetricStore
 from parsers.lines import make_line_parser
 from parsers.model import CollectorSpec, MetricSummary
@@ -49,6 +51,8 @@ class RunOptions:
     db_path: Path | None = None  # the embedded store; None: the user's default
     report_timeout: float = 300.0
     regex_timeout: float = 1.0
+    stop_rules: tuple[StopRule, ...] = ()  # early stopping: the command's process tree is stopped
+    stop_grace: float = DEFAULT_STOP_GRACE
 
 
 def default_trial_name(now: float | None = None) -> str:
@@ -124,7 +128,9 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     stats = ParseStats()
     store = MetricStore(options.spec, stats=stats)
     source = _source(options, proc, stats, out, err)
-    pipeline = Pipeline(source, store).start()
+    early = EarlyStop.for_rules(options.stop_rules, options.spec, grace=options.stop_grace,
+                                root_pid=proc.pid) if options.stop_rules else None
+    pipeline = Pipeline(early.watch(source) if early is not None else source, store).start()
     with _signals(proc):
         returncode = proc.wait()
     if isinstance(source, ParsedLines) and isinstance(source.lines, ProcessOutput):
@@ -141,6 +147,10 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
         summary.write(format_table(store.summaries()) + "\n")
         store.close()
     summary.write(f"trial {options.trial}: {delivery.rows} rows stored in {where}\n")
+    if early is not None and (stopped := early.summary()) is not None:
+        early.finish()
+        summary.write(f"trial {options.trial}: {stopped}\n")
+        status = 0  # stopped on purpose, as Katib's wrapper: not a failure
     summary.flush()
     return status
 

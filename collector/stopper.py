@@ -249,7 +249,7 @@ class EarlyStop:
         if self.decision is None:
             return None
         rules = ", ".join(str(rule) for rule in self.decision.rules)
-        return f"early-stopped by rule {rules}: {self.decision.describe()}"
+        return f"early-stopped by rule {rules} ({'; '.join(str(held) for held in self.decision.held)})"
 
 
 def early_stop_for(settings: Settings) -> EarlyStop:

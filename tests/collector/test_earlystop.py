@@ -103,7 +103,7 @@ def test_best_so_far_with_a_start_step_uses_every_earlier_value() -> None:
     assert engine.decision is not None
     held = engine.decision.held[0]
     assert (held.compared, held.step, held.best_so_far) == (0.45, 3, True)
-    assert "best so far 0.45 < 0.5 (report 3" in engine.decision.describe()
+    assert "rule accuracy;0.5;less;3 holds: accuracy best so far 0.45 < 0.5 at report 3" in engine.decision.describe()
 
 
 def test_other_metrics_use_their_current_value() -> None:
