@@ -99,11 +99,12 @@ def _name(common_name: str, organization: str) -> x509.Name:
 
 
 def issue_certificates(dns_names: Sequence[str], *, ca_name: str = "katib-ca", organization: str = "katib",
-                       days: int = 365, ip_addresses: Sequence[str] = ()) -> Issued:
-    """A new CA and a serving certificate for `dns_names` signed by it (ECDSA P-256)."""
+                       days: int = 365, ip_addresses: Sequence[str] = (),
+                       now: datetime.datetime | None = None) -> Issued:
+    """A new CA and a serving certificate for `dns_names` signed by it (ECDSA P-256), valid from `now`."""
     import ipaddress
 
-    now = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=5)
+    now = (now or datetime.datetime.now(datetime.UTC)) - datetime.timedelta(minutes=5)
     until = now + datetime.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_subject = _name(ca_name, organization)

@@ -14,16 +14,25 @@ from typing import Any, Protocol
 import httpx2
 from lightkube import ApiError, Client, KubeConfig
 from lightkube.core.resource_registry import resource_registry
-from lightkube.generic_resource import create_namespaced_resource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.types import PatchType
 
 from injector.cache import TtlCache
 from injector.config import CONFIGMAP_KEY, KatibConfig, load_katib_config
-from injector.errors import ConfigError, EntrypointError, LookupFailedError, NotFoundError, RegistryError
+from injector.errors import (
+    ConfigError,
+    ConflictError,
+    EntrypointError,
+    LookupFailedError,
+    NotFoundError,
+    RegistryError,
+)
 from injector.imageref import Credential, credentials_from_secret
 from injector.mutate import ImageConfig
 from injector.trial import Algorithm, Trial, algorithm_from_object
 
-__all__ = ["ApiResolver", "ImageSource", "KubeReader", "TtlCache", "guess_plural", "kube_config"]
+__all__ = ["ApiResolver", "ImageSource", "KubeConfig", "KubeReader", "TtlCache", "default_namespace", "guess_plural",
+           "kube_config"]
 
 log = logging.getLogger(__name__)
 TRIAL_API = "kubeflow.org/v1beta1"
@@ -51,34 +60,81 @@ def kube_config(kubeconfig: str | None, env: Mapping[str, str]) -> KubeConfig:
                                 "(pass --kubeconfig FILE outside a cluster)") from err
 
 
+def default_namespace(config: KubeConfig) -> str:
+    """The in-cluster service account's namespace, else the kubeconfig context's (`default` when unset)."""
+    single = config.get()
+    return str(single.namespace if single is not None and single.namespace else "default")
+
+
 class KubeReader:
-    """GETs of namespaced objects by apiVersion/kind/name, as plain dicts."""
+    """Objects by apiVersion/kind/namespace/name as plain dicts: GET, and the few writes of certificate bootstrap.
+
+    An empty namespace means a cluster-scoped object (MutatingWebhookConfiguration).
+    """
 
     def __init__(self, client: Client) -> None:
         self._client = client
+        self._untyped: Any = client  # lightkube's overloads cannot tell namespaced from global generic models
 
     @classmethod
     def connect(cls, config: KubeConfig, timeout: float) -> KubeReader:
         return cls(Client(config=config, timeout=httpx2.Timeout(timeout), lazy=False))
 
-    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+    @staticmethod
+    def _model(api_version: str, kind: str, namespace: str) -> Any:
         group, _, version = api_version.rpartition("/")
         if not version:
             raise LookupFailedError(f"invalid owner API version: {api_version!r}")
-        model: Any = resource_registry.get(api_version, kind) or create_namespaced_resource(
-            group, version, kind, guess_plural(kind))
-        what = f"{kind} {namespace}/{name}"
+        make = create_namespaced_resource if namespace else create_global_resource
+        return resource_registry.get(api_version, kind) or make(group, version, kind, guess_plural(kind))
+
+    @staticmethod
+    def _call(what: str, verb: str, action: Callable[[], Any]) -> dict[str, Any]:
         try:
-            obj: Any = self._client.get(model, name, namespace=namespace)
+            obj: Any = action()
         except ApiError as err:
             code, message = (err.status.code, err.status.message) if err.status is not None else (None, str(err))
             if code == 404:
                 raise NotFoundError(f"{what} not found") from err
-            raise LookupFailedError(f"reading {what} failed: HTTP {code}: {message}") from err
+            if code == 409:
+                raise ConflictError(f"{verb} {what} failed: {message}") from err
+            raise LookupFailedError(f"{verb} {what} failed: HTTP {code}: {message}") from err
         except httpx2.HTTPError as err:
-            raise LookupFailedError(f"reading {what} failed: {type(err).__name__}: {err}") from err
+            raise LookupFailedError(f"{verb} {what} failed: {type(err).__name__}: {err}") from err
         result: dict[str, Any] = obj.to_dict()
         return result
+
+    def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        model = self._model(api_version, kind, namespace)
+        options = {"namespace": namespace} if namespace else {}
+        return self._call(f"{kind} {namespace}/{name}".replace(" /", " "), "reading",
+                          lambda: self._client.get(model, name, **options))
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """POST; ConflictError when it already exists."""
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "")
+        model = self._model(str(obj.get("apiVersion")), str(obj.get("kind")), namespace)
+        options = {"namespace": namespace} if namespace else {}
+        return self._call(f"{obj.get('kind')} {namespace}/{meta.get('name')}", "creating",
+                          lambda: self._untyped.create(model.from_dict(dict(obj)), **options))
+
+    def replace(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """PUT with the object's resourceVersion; ConflictError when it changed since it was read."""
+        meta = obj.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "")
+        model = self._model(str(obj.get("apiVersion")), str(obj.get("kind")), namespace)
+        options = {"namespace": namespace} if namespace else {}
+        return self._call(f"{obj.get('kind')} {namespace}/{meta.get('name')}", "updating",
+                          lambda: self._untyped.replace(model.from_dict(dict(obj)), **options))
+
+    def json_patch(self, api_version: str, kind: str, namespace: str, name: str,
+                   patch: list[dict[str, Any]]) -> dict[str, Any]:
+        """PATCH with a JSON patch (RFC 6902)."""
+        model = self._model(api_version, kind, namespace)
+        options = {"namespace": namespace} if namespace else {}
+        return self._call(f"{kind} {namespace}/{name}".replace(" /", " "), "patching",
+                          lambda: self._untyped.patch(model, name, patch, patch_type=PatchType.JSON, **options))
 
 
 class ImageSource(Protocol):

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import signal
 import ssl
+import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from injector.admission import AdmissionHandler
+from injector.bootstrap import CertificateBootstrap, CertificateKeeper, write_placeholder
 from injector.certs import CertificateReloader
 from injector.config import KatibConfig
 from injector.errors import ConfigError
 from injector.metrics import InjectorMetrics
 from injector.registry import RegistryClient
-from injector.resolve import ApiResolver, KubeReader, kube_config
+from injector.resolve import ApiResolver, KubeConfig, KubeReader, default_namespace, kube_config
 from injector.server import WebhookApp, WebhookServer, start_in_thread
-from injector.settings import ServeSettings, split_host_port
+from injector.settings import BootstrapSettings, ServeSettings, split_host_port
 from injector.sidecar import SidecarOptions
 
 __all__ = ["add_serve_parser", "build_servers", "registry_client", "run_serve"]
@@ -33,8 +37,9 @@ def add_serve_parser(commands: Any, add_sidecar_options: Callable[[argparse.Argu
                     "/readyz and /metrics. Certificates are reloaded when their files change.")
     serve.add_argument("--listen", default="0.0.0.0:8443", metavar="HOST:PORT",
                        help="TLS address (default %(default)s)")
-    serve.add_argument("--tls-cert-file", required=True, metavar="FILE", help="serving certificate (PEM)")
-    serve.add_argument("--tls-key-file", required=True, metavar="FILE", help="its private key (PEM)")
+    serve.add_argument("--tls-cert-file", metavar="FILE",
+                       help="serving certificate (PEM); required unless --cert-bootstrap-secret is given")
+    serve.add_argument("--tls-key-file", metavar="FILE", help="its private key (PEM)")
     serve.add_argument("--katib-config", metavar="FILE",
                        help="KatibConfig or katib-config ConfigMap YAML (default: the ConfigMap katib-config read "
                             "through the API in --katib-namespace, re-read at most every 30 s)")
@@ -45,6 +50,7 @@ def add_serve_parser(commands: Any, add_sidecar_options: Callable[[argparse.Argu
     serve.add_argument("--api-timeout", type=float, default=5.0, metavar="SECONDS",
                        help="timeout of each Kubernetes API read (default %(default)s)")
     _add_registry_options(serve)
+    _add_bootstrap_options(serve)
     add_sidecar_options(serve)
 
 
@@ -64,6 +70,46 @@ def _add_registry_options(serve: argparse.ArgumentParser) -> None:
                        help="the variant read from multi-platform images (default %(default)s)")
 
 
+def _add_bootstrap_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "certificate bootstrap", "With --cert-bootstrap-secret the injector makes its own serving certificate: a "
+        "self-signed CA and a certificate for the service the webhook configuration calls, kept in the Secret "
+        "(adopted when valid, renewed 30 days before expiry), written to --cert-dir and served from there "
+        "(--tls-cert-file/--tls-key-file are then not read), and the CA patched into the configuration's caBundle. "
+        "The listeners start at once; /readyz answers 503 until the certificate is in place, and failed attempts "
+        "are retried with backoff and logged.")
+    group.add_argument("--cert-bootstrap-secret", metavar="NAME", help="the Secret that holds the certificate")
+    group.add_argument("--webhook-config", metavar="NAME",
+                       help="the MutatingWebhookConfiguration whose caBundle is set (required with bootstrap)")
+    group.add_argument("--cert-bootstrap-namespace", metavar="NAMESPACE",
+                       help="the Secret's namespace (default: $POD_NAMESPACE, else the service account's or the "
+                            "kubeconfig context's namespace)")
+    group.add_argument("--cert-dir", metavar="DIR", default=os.path.join(tempfile.gettempdir(), "katib-metrics-tls"),
+                       help="where tls.crt, tls.key and ca.crt are written (default %(default)s)")
+    group.add_argument("--cert-dns-name", action="append", default=[], metavar="NAME",
+                       help="DNS name of the certificate (repeatable; default: <service>.<namespace>.svc and "
+                            "<service>.<namespace>.svc.cluster.local of the webhook's service)")
+    group.add_argument("--cert-check-interval", type=float, default=3600.0, metavar="SECONDS",
+                       help="how often the Secret is checked for renewal or a peer's renewal (default %(default)s)")
+
+
+def bootstrap_settings(args: argparse.Namespace, env: Mapping[str, str]) -> BootstrapSettings | None:
+    if not args.cert_bootstrap_secret:
+        if args.webhook_config:
+            raise ConfigError("--webhook-config is only used with --cert-bootstrap-secret")
+        return None
+    if not args.webhook_config:
+        raise ConfigError("--cert-bootstrap-secret needs --webhook-config NAME: the MutatingWebhookConfiguration "
+                          "whose caBundle must trust the certificate")
+    if args.cert_check_interval <= 0:
+        raise ConfigError(f"--cert-check-interval must be positive, got {args.cert_check_interval}")
+    # An empty namespace is resolved from the Kubernetes credentials once they are loaded.
+    return BootstrapSettings(namespace=args.cert_bootstrap_namespace or env.get("POD_NAMESPACE", ""),
+                             secret=args.cert_bootstrap_secret, webhook_config=args.webhook_config,
+                             cert_dir=args.cert_dir, dns_names=tuple(args.cert_dns_name),
+                             check_interval=args.cert_check_interval)
+
+
 def registry_client(args: argparse.Namespace) -> RegistryClient:
     context = None
     if args.registry_ca_file:
@@ -80,21 +126,37 @@ def registry_client(args: argparse.Namespace) -> RegistryClient:
         raise ConfigError(f"--image-platform: {err}") from err
 
 
-def settings_from(args: argparse.Namespace) -> ServeSettings:
+def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> ServeSettings:
+    bootstrap = bootstrap_settings(args, env)
+    if bootstrap is None and not (args.tls_cert_file and args.tls_key_file):
+        raise ConfigError("pass --tls-cert-file and --tls-key-file, or --cert-bootstrap-secret and --webhook-config "
+                          "for a certificate the injector makes itself")
+    if bootstrap is not None:
+        cert_file, key_file = os.path.join(bootstrap.cert_dir, "tls.crt"), os.path.join(bootstrap.cert_dir, "tls.key")
+        if args.tls_cert_file:
+            log.info("certificate bootstrap: serving %s, not --tls-cert-file %s", cert_file, args.tls_cert_file)
+    else:
+        cert_file, key_file = args.tls_cert_file, args.tls_key_file
+    try:
+        listen = split_host_port(args.listen, "--listen")
+        metrics_listen = split_host_port(args.metrics_listen, "--metrics-listen") if args.metrics_listen else None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     return ServeSettings(
-        listen=split_host_port(args.listen, "--listen"),
-        tls_cert_file=args.tls_cert_file,
-        tls_key_file=args.tls_key_file,
+        listen=listen,
+        tls_cert_file=cert_file,
+        tls_key_file=key_file,
+        bootstrap=bootstrap,
         katib_config_file=args.katib_config,
         katib_namespace=args.katib_namespace,
         kubeconfig=args.kubeconfig,
-        metrics_listen=split_host_port(args.metrics_listen, "--metrics-listen") if args.metrics_listen else None,
+        metrics_listen=metrics_listen,
         api_timeout=args.api_timeout,
     )
 
 
 def build_servers(settings: ServeSettings, resolver: ApiResolver, options: SidecarOptions,
-                  metrics: InjectorMetrics | None = None) -> list[WebhookServer]:
+                  metrics: InjectorMetrics | None = None, ready: bool = True) -> list[WebhookServer]:
     metrics = metrics or InjectorMetrics()
     app = WebhookApp(AdmissionHandler(resolver, options), metrics)
     reloader = CertificateReloader(
@@ -103,25 +165,52 @@ def build_servers(settings: ServeSettings, resolver: ApiResolver, options: Sidec
     servers = [WebhookServer(settings.listen, app, reloader)]
     if settings.metrics_listen is not None:
         servers.append(WebhookServer(settings.metrics_listen, app, None, webhook=False))
-    app.ready.set()
-    metrics.ready.set(1)
+    if ready:
+        app.ready.set()
+        metrics.ready.set(1)
     return servers
+
+
+def _keeper(settings: ServeSettings, reader: KubeReader, config: KubeConfig,
+            app: WebhookApp, metrics: InjectorMetrics) -> CertificateKeeper | None:
+    """Certificate bootstrap: makes the certificate (retrying until it can), then renews it; ready once made."""
+    if settings.bootstrap is None:
+        return None
+    bootstrap = settings.bootstrap
+    if not bootstrap.namespace:
+        bootstrap = dataclasses.replace(bootstrap, namespace=default_namespace(config))
+
+    def ready() -> None:
+        app.ready.set()
+        metrics.ready.set(1)
+
+    return CertificateKeeper(CertificateBootstrap(reader, bootstrap), bootstrap.check_interval, on_success=ready)
 
 
 def run_serve(args: argparse.Namespace, env: Mapping[str, str], options: SidecarOptions,
               static_config: KatibConfig | None) -> int:
-    settings = settings_from(args)
-    reader = KubeReader.connect(kube_config(settings.kubeconfig, env), settings.api_timeout)
+    settings = settings_from(args, env)
+    images = registry_client(args)
+    config = kube_config(settings.kubeconfig, env)
+    reader = KubeReader.connect(config, settings.api_timeout)
     resolver = ApiResolver(reader, katib_namespace=settings.katib_namespace, static_config=static_config,
-                           ttl=settings.cache_ttl, images=registry_client(args))
-    servers = build_servers(settings, resolver, options)
+                           ttl=settings.cache_ttl, images=images)
+    if settings.bootstrap is not None:
+        write_placeholder(settings.bootstrap.cert_dir)  # served, never trusted, until the real one is made
+    metrics = InjectorMetrics()
+    servers = build_servers(settings, resolver, options, metrics, ready=settings.bootstrap is None)
+    keeper = _keeper(settings, reader, config, servers[0].app, metrics)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     for server in servers:
         start_in_thread(server)
         log.info("listening on %s:%d", *server.server_address[:2])
+    if keeper is not None:
+        keeper.start()
     stop.wait()
+    if keeper is not None:
+        keeper.stop()
     for server in servers:
         server.shutdown()
         server.server_close()

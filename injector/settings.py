@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["SHIPPED_KATIB_CONFIG", "ServeSettings", "db_manager_address", "split_host_port"]
+__all__ = ["SHIPPED_KATIB_CONFIG", "BootstrapSettings", "ServeSettings", "db_manager_address", "split_host_port"]
 
 # Katib's shipped `runtime.metricsCollectors` (all installs), used by `injector mutate` without --config.
 SHIPPED_KATIB_CONFIG = """\
@@ -42,6 +43,20 @@ def split_host_port(text: str, option: str) -> tuple[str, int]:
 
 
 @dataclass(frozen=True, slots=True)
+class BootstrapSettings:
+    """Certificate bootstrap: which Secret holds the certificate, which webhook trusts it, where files go."""
+
+    namespace: str
+    secret: str
+    webhook_config: str
+    cert_dir: str
+    dns_names: tuple[str, ...] = ()  # else the names of the service the webhook configuration calls
+    validity_days: int = 365
+    renew_before: datetime.timedelta = datetime.timedelta(days=30)
+    check_interval: float = 3600.0
+
+
+@dataclass(frozen=True, slots=True)
 class ServeSettings:
     listen: tuple[str, int] = ("0.0.0.0", 8443)
     tls_cert_file: str = ""
@@ -53,3 +68,4 @@ class ServeSettings:
     cache_ttl: float = 30.0
     api_timeout: float = 5.0
     cert_check_interval: float = 2.0
+    bootstrap: BootstrapSettings | None = None
