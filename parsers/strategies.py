@@ -65,6 +65,53 @@ class _Running:
         if self.latest_at is None or _not_after(self.latest_at, at):
             self.latest, self.latest_at = value_text, at
 
+    def add_batch(self, texts: list[str], stamps: list[str]) -> None:
+        """`add` for each pair in order, with the per-row work done by C builtins where the rows allow."""
+        values = _plain_values(texts) if len(texts) > _SMALL_BATCH else None
+        if values is None:
+            for text, at in zip(texts, stamps, strict=True):
+                self.add(text, at)
+            return
+        count = len(values)
+        # The first minimum and the first maximum are what row-by-row strict comparisons keep.
+        low = min(range(count), key=values.__getitem__)
+        high = max(range(count), key=values.__getitem__)
+        if self.min_text == UNAVAILABLE or values[low] < self.min_value:
+            self.min_text, self.min_value = texts[low], values[low]
+        if self.max_text == UNAVAILABLE or values[high] > self.max_value:
+            self.max_text, self.max_value = texts[high], values[high]
+        self.count += count
+        last = _last_latest(stamps)
+        if last is None:
+            for text, at in zip(texts, stamps, strict=True):
+                if self.latest_at is None or _not_after(self.latest_at, at):
+                    self.latest, self.latest_at = text, at
+        elif self.latest_at is None or _not_after(self.latest_at, stamps[last]):
+            self.latest, self.latest_at = texts[last], stamps[last]
+
+
+_SMALL_BATCH = 8
+
+
+def _plain_values(texts: list[str]) -> list[float] | None:
+    """The floats of `texts` when every one is a plain finite decimal (the common case), else None."""
+    if not all(map(_PLAIN_FLOAT.fullmatch, texts)):
+        return None
+    values = list(map(float, texts))
+    return None if math.inf in values or -math.inf in values else values
+
+
+def _last_latest(stamps: list[str]) -> int | None:
+    """Index of the last row with the latest stamp, when all stamps have one UTC shape (text order is time
+    order, see `_not_after`); None when the rows need comparing one by one."""
+    first = stamps[0]
+    if len(first) < 20 or first[-1] != "Z" or first[10] != "T" or first[13] != ":":
+        return None
+    size, dot = len(first), first[19]
+    if any(len(at) != size or at[-1] != "Z" or at[10] != "T" or at[13] != ":" or at[19] != dot for at in stamps):
+        return None
+    return max(reversed(range(len(stamps))), key=stamps.__getitem__)
+
 
 class Reducer:
     """Accumulates MetricLogs; `summaries()` is the trial's `status.observation.metrics`."""
@@ -83,14 +130,22 @@ class Reducer:
         running.add(log.value, log.time_stamp)
 
     def add_all(self, logs: Iterable[MetricLog]) -> None:
-        metrics, fixed = self._metrics, self._fixed
+        """Rows in order; grouped per metric first, so each metric's rows are reduced in one batch."""
+        groups: dict[str, tuple[list[str], list[str]]] = {}
         for at, name, text in logs:
+            group = groups.get(name)
+            if group is None:
+                group = groups[name] = ([], [])
+            group[0].append(text)
+            group[1].append(at)
+        metrics = self._metrics
+        for name, (texts, stamps) in groups.items():
             running = metrics.get(name)
             if running is None:
-                if fixed:
+                if self._fixed:
                     continue
                 running = metrics[name] = _Running()
-            running.add(text, at)
+            running.add_batch(texts, stamps)
 
     def summaries(self) -> list[MetricSummary]:
         """One entry per requested metric in `-m` order (or per metric found, in order of appearance)."""

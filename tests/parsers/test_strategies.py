@@ -125,3 +125,38 @@ def test_reducer_ignores_unrequested_metrics() -> None:
     reducer = Reducer(CollectorSpec(metric_names=("a",)))
     reducer.add(MetricLog(T1, "b", "1"))
     assert [s.name for s in reducer.summaries()] == ["a"]
+
+
+VALUE_TEXTS = st.sampled_from(["0.5", "1", "-2", "1e3", ".5", "5.", "NaN", "0x1p-2", "", "abc", "1e400", "+Inf", "0.50"])
+UTC_STAMPS = ["2024-01-01T00:00:01Z", "2024-01-01T00:00:02Z", "2023-12-31T23:59:59Z", "2024-01-01T00:00:02Z"]
+STAMPS = st.sampled_from([
+    *UTC_STAMPS, "2024-01-01T00:00:01.5Z", "2024-01-01T00:00:01.7Z",
+    "2024-01-01T09:00:01+09:00", ZERO_TIME, "2024-01-01T1:00:00Z", "not a time",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(STAMPS, st.sampled_from(["a", "b"]), VALUE_TEXTS), max_size=40),
+       st.integers(min_value=1, max_value=40))
+def test_batched_reduction_equals_row_by_row(rows: list[tuple[str, str, str]], cut: int) -> None:
+    spec = CollectorSpec(metric_names=("a", "b"))
+    logs = [MetricLog(*row) for row in rows]
+    one_by_one, batched = Reducer(spec), Reducer(spec)
+    for log in logs:
+        one_by_one.add(log)
+    batched.add_all(logs[:cut])
+    batched.add_all(logs[cut:])
+    assert batched.summaries() == one_by_one.summaries()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(UTC_STAMPS), st.just("a"),
+                          st.sampled_from(["0.5", "1", "-2", "1e3", ".5", "5.", "0.50", "2"])), min_size=9, max_size=60))
+def test_batched_fast_path_equals_row_by_row(rows: list[tuple[str, str, str]]) -> None:
+    spec = CollectorSpec(metric_names=("a",))
+    logs = [MetricLog(*row) for row in rows]
+    one_by_one, batched = Reducer(spec), Reducer(spec)
+    for log in logs:
+        one_by_one.add(log)
+    batched.add_all(logs)
+    assert batched.summaries() == one_by_one.summaries()
