@@ -8,7 +8,7 @@ from typing import Any
 
 from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
 from parsers.numbers import format_number, parse_go_float
-from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
+from parsers.stats import ParseStats, SkipReason, SkipSink, note_skip
 from parsers.timestamps import json_timestamp
 
 __all__ = ["TIMESTAMP_KEY", "JsonLinesParser"]
@@ -90,7 +90,4 @@ class JsonLinesParser:
         return None
 
     def _skip(self, lineno: int, reason: SkipReason, detail: str) -> None:
-        skip = Skipped(lineno, reason, detail)
-        self.stats.record_skip(skip)
-        if self._on_skip is not None:
-            self._on_skip(skip)
+        note_skip(self.stats, self._on_skip, lineno, reason, detail)

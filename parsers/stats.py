@@ -47,3 +47,11 @@ class ParseStats:
     @property
     def skipped_total(self) -> int:
         return sum(self.skipped.values())
+
+
+def note_skip(stats: ParseStats, on_skip: SkipSink | None, where: int, reason: SkipReason, detail: str) -> None:
+    """Count a skipped item in `stats` and hand it to the caller's callback, if any."""
+    skip = Skipped(where, reason, detail)
+    stats.record_skip(skip)
+    if on_skip is not None:
+        on_skip(skip)

@@ -12,7 +12,7 @@ import time
 from parsers.filters import Filter, FilterTimeout, compile_filters
 from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
 from parsers.numbers import parse_go_float
-from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
+from parsers.stats import ParseStats, SkipReason, SkipSink, note_skip
 from parsers.timestamps import line_timestamp
 
 __all__ = ["TextParser"]
@@ -86,7 +86,4 @@ class TextParser:
         return pairs
 
     def _skip(self, lineno: int, reason: SkipReason, detail: str) -> None:
-        skip = Skipped(lineno, reason, detail)
-        self.stats.record_skip(skip)
-        if self._on_skip is not None:
-            self._on_skip(skip)
+        note_skip(self.stats, self._on_skip, lineno, reason, detail)
