@@ -63,6 +63,23 @@ def write_marker(marker_dir: Path, pid: int) -> Path:
     return path
 
 
+class _Snapshot:
+    """One reading of the process table, so the main process and its tree come from the same scan."""
+
+    def __init__(self, table: ProcessTable) -> None:
+        self.table = table
+        self.found = table.processes()
+
+    def processes(self) -> list[ProcessInfo]:
+        return self.found
+
+    def alive(self, pid: int) -> bool:
+        return self.table.alive(pid)
+
+    def open_pidfd(self, pid: int) -> int | None:
+        return self.table.open_pidfd(pid)
+
+
 @dataclass
 class _Target:
     pid: int
@@ -198,10 +215,10 @@ class EarlyStop:
 
     def _doomed(self) -> list[int]:
         """Write the marker, then list what to signal: the main process's descendants (or it alone)."""
-        processes = self.table.processes()
+        snapshot = _Snapshot(self.table)
         main, include_main = self.root_pid, True
         if main is None:
-            found = find_main_processes(self.table, self.marker_dir, self_pid=self.self_pid,
+            found = find_main_processes(snapshot, self.marker_dir, self_pid=self.self_pid,
                                         mesh_proxies=self.mesh_proxies)
             if found is None:
                 self._problem("cannot find the training process to stop: no process runs `echo completed > "
@@ -213,7 +230,7 @@ class EarlyStop:
                 self.marker = write_marker(self.marker_dir, main)
             except OSError as err:
                 self._problem(f"cannot write the early-stopped marker in {self.marker_dir}: {err}")
-        below = descendants(processes, main)
+        below = descendants(snapshot.found, main)
         # Without a wrapper shell around it the main process is the training itself.
         return [main, *below] if include_main or not below else below
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 
 from collector.earlystop import Comparison, Decision, RuleEngine, RuleWatch, StopRule, parse_stop_rules
 from collector.flags import UsageError, parse_sidecar_flags
+from collector.lifecycle import ProcessInfo
 from collector.settings import resolve_settings
+from collector.stopper import descendants, write_marker
 from parsers.model import MetricLog, ObjectiveType
 from parsers.numbers import format_number
 
@@ -221,3 +224,16 @@ def test_property_and_of_rules_is_the_later_of_their_own_decisions(rows: list[tu
 def test_threshold_property_and_symbol() -> None:
     assert StopRule.parse("a;Inf;less;0").threshold == math.inf
     assert Comparison.GREATER.symbol == ">"
+
+
+def test_descendants_walks_the_whole_tree_parents_first() -> None:
+    table = [ProcessInfo(pid, ppid, "x", "x") for pid, ppid in
+             [(10, 1), (11, 10), (12, 10), (13, 11), (14, 13), (20, 1), (21, 20), (10, 14)]]
+    assert descendants(table, 10) == [11, 12, 13, 14]  # a bogus cycle back to 10 is not followed
+    assert descendants(table, 20) == [21] and descendants(table, 99) == []
+
+
+def test_the_marker_is_replaced_whole(tmp_path: Path) -> None:
+    (tmp_path / "42.pid").write_text("something else, longer than the marker\n")
+    assert write_marker(tmp_path, 42).read_bytes() == b"early-stopped"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["42.pid"]

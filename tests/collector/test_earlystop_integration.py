@@ -20,12 +20,15 @@ import grpc
 import pytest
 
 from collector.dbmanager import RunningServer, serve
-from collector.earlystop import Comparison, RuleEngine, StopRule
+from collector.earlystop import Comparison, RuleEngine, StopRule, parse_stop_rules
 from collector.lifecycle import ProcFS
+from collector.pipeline import Pipeline, open_source
 from collector.report import get_observation_log
 from collector.report._generated import api_pb2, api_pb2_grpc
 from collector.stopper import EarlyStop, TreeKill, descendants
-from parsers.model import MetricLog, ObjectiveType
+from collector.store import MetricStore
+from parsers.model import CollectorSpec, FileFormat, MetricLog, ObjectiveType
+from parsers.stats import ParseStats
 from tests.collector.grpc_doubles import RecordingEarlyStopping, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,3 +344,67 @@ def test_no_training_process_to_stop_is_reported_not_fatal(tmp_path: Path) -> No
     early.act(decision)
     assert early.kill is None and "cannot find the training process" in early.problems[0]
     assert early.conclude("t", "", budget=1) == 0
+
+
+# The same rule on every source kind: the writer is a real process; the rule stops it at its 3rd value.
+WRITERS = {
+    FileFormat.JSON: """\
+import json, sys, time
+with open(sys.argv[1], "a") as out:
+    for step in range(1, 600):
+        out.write(json.dumps({"accuracy": round(0.30 + step / 100, 2), "loss": "x"}) + "\\n")
+        out.flush()
+        time.sleep(0.1)
+""",
+    FileFormat.TFEVENT: """\
+import sys, time
+from tensorboardX import SummaryWriter
+writer = SummaryWriter(sys.argv[1])
+for step in range(1, 600):
+    writer.add_scalar("accuracy", 0.30 + step / 100, step)
+    writer.flush()
+    time.sleep(0.1)
+""",
+    FileFormat.PROMETHEUS: """\
+import sys, time
+from prometheus_client import Gauge, start_http_server
+accuracy = Gauge("accuracy", "training accuracy")
+start_http_server(int(sys.argv[1]), addr="127.0.0.1")
+for step in range(1, 600):
+    accuracy.set(0.30 + step / 100)
+    time.sleep(0.15)
+""",
+}
+
+
+@pytest.mark.parametrize("kind", list(WRITERS), ids=str)
+def test_rules_act_on_every_source_kind(tmp_path: Path, kind: FileFormat) -> None:
+    script = tmp_path / "writer.py"
+    script.write_text(WRITERS[kind])
+    port = free_port()
+    where = {FileFormat.JSON: tmp_path / "metrics.json", FileFormat.TFEVENT: tmp_path / "events"}.get(kind)
+    target = str(port) if kind is FileFormat.PROMETHEUS else str(where)
+    spec = CollectorSpec(("accuracy", "loss"), (), kind, ObjectiveType.MAXIMIZE)
+    writer = subprocess.Popen([sys.executable, str(script), target])
+    stats = ParseStats()
+    store = MetricStore(spec, stats=stats)
+    source = open_source(spec, path=where, stats=stats, scrape_interval=0.05,
+                         prometheus_url=f"http://127.0.0.1:{port}/metrics")
+    early = EarlyStop.for_rules(parse_stop_rules(["accuracy;0.5;less;3"]), spec, grace=5, root_pid=writer.pid)
+    pipeline = Pipeline(early.watch(source), store).start()
+    try:
+        assert writer.wait(timeout=30) == -signal.SIGTERM
+        assert pipeline.stop(timeout=10)
+    finally:
+        source.close()
+        if writer.poll() is None:
+            writer.kill()
+            writer.wait()
+    assert early.decision is not None
+    assert early.decision.trigger.name == "accuracy"
+    assert "at report 3" in early.decision.describe()
+    accuracy = [row.value for row in store.all_rows() if row.name == "accuracy"]
+    assert len(accuracy) >= 3 and [round(float(v), 6) for v in accuracy[:3]] == [0.31, 0.32, 0.33]
+    if kind is FileFormat.JSON:
+        assert not early.engine.skipped and stats.skipped_total >= 3  # "x" is skipped by the parser
+    store.close()
