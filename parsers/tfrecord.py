@@ -14,7 +14,8 @@ Trouble has a decided policy (STYLE.md 5 and 6):
   header and everything in between is reported as one bad region.
 
 CRC32C uses the C implementation of `google_crc32c` when it is importable, else a table-driven
-pure-Python fallback (about 30x slower, still correct).
+pure-Python fallback (much slower per byte; for typical event records of 30-70 bytes the
+whole reader loses about a third of its speed).
 """
 
 from __future__ import annotations

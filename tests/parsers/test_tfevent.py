@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import io
+import os
 import pathlib
 import struct
 import time
@@ -330,9 +331,9 @@ def test_a_live_writer_in_another_thread_is_followed_to_the_end(tmp_path: pathli
 def test_ten_thousand_event_files_in_one_directory(tmp_path: pathlib.Path) -> None:
     count = 10_000
     for index in range(count):
-        (tmp_path / f"events.out.tfevents.{index:05d}").write_bytes(
-            frame(scalar_event("loss", index / 4, T0 + index).SerializeToString())
-        )
+        descriptor = os.open(tmp_path / f"events.out.tfevents.{index:05d}", os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(descriptor, frame(scalar_event("loss", index / 4, T0 + index).SerializeToString()))
+        os.close(descriptor)
     started = time.monotonic()
     stats = ParseStats()
     reader = EventDirReader(tmp_path, spec("loss"), stats)
