@@ -3,18 +3,21 @@
 The reporting client (`collector.report`) retries one `report()` call until its budget runs out; the
 store may hold more rows than fit in memory, so this module feeds it one chunk at a time and keeps
 the whole delivery inside a single budget and a single outcome (`reports_total` counts whole
-reports, not chunks).
+reports, not chunks). This is the final delivery; `collector.shipper` sends rows during the run and
+hands its unacknowledged batch (`pending`) to it.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from collector.report import MAX_ROWS_PER_REQUEST, DBManagerReporter, ReportError
 from collector.report.observer import ReportObserver, ReportOutcome
 from collector.store import MetricStore
+from parsers.model import MetricLog
 
 __all__ = ["Delivery", "deliver"]
 
@@ -58,20 +61,27 @@ def deliver(
     observer: ReportObserver | None = None,
     chunk_rows: int = MAX_ROWS_PER_REQUEST,
     clock: Callable[[], float] = time.monotonic,
+    pending: Sequence[MetricLog] = (),
+    reported_before: int = 0,
 ) -> Delivery:
-    """Report everything in `store` under `trial`; raises `ReportError` (with rows stored so far)."""
+    """Report `pending`, then everything left in `store`, under `trial`; raises `ReportError`.
+
+    `reported_before` counts rows an incremental reporter already stored: the error then says how
+    many of all the trial's rows are stored.
+    """
     started = clock()
     whole = _Whole(observer)
     rows = requests = retries = 0
     reporter = DBManagerReporter(address, report_timeout=budget, observer=whole)
+    first = [list(pending)] if pending else []
     try:
-        for chunk in store.chunks(chunk_rows):
+        for chunk in itertools.chain(first, store.chunks(chunk_rows)):
             remaining = max(budget - (clock() - started), 0.001)
             try:
                 result = reporter.report(trial, chunk, budget=remaining)
             except ReportError as err:
                 whole.close(True, clock() - started, rows + err.rows_acknowledged)
-                raise _overall(err, rows, store.total_rows()) from err
+                raise _overall(err, reported_before + rows, store.total_rows()) from err
             rows, requests, retries = rows + result.rows, requests + result.requests, retries + result.retries
     finally:
         reporter.close()

@@ -1,8 +1,9 @@
 """The sidecar's life: collect while the training runs, wait for it as Katib does, then report once.
 
     settings → source/parser/store (pipeline thread) + /metrics
+             → rows reported during the run (shipper thread: whenever 5,000 are waiting, or every 5 s)
              → wait for the training (lifecycle) ── SIGTERM: wake, grace period starts
-             → final drain → deliver to the db-manager → exit status
+             → final drain → deliver the rest to the db-manager → exit status
 
 Exit status (DESIGN "Sidecar exit"): 0 once the report is acknowledged, whatever the training did
 (a failed training still reports what was collected); 1 when reporting failed, with the reason;
@@ -17,12 +18,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collector.delivery import deliver
 from collector.exposition import CollectorMetrics, MetricsServerError, serve_metrics
 from collector.lifecycle import Outcome, ProcessTable, WaitResult, Waker, output_evidence, wait_for_training
 from collector.pipeline import Pipeline, open_source
 from collector.report import ReportError
 from collector.settings import Settings
+from collector.shipper import Shipper
 from collector.stopper import early_stop_for
 from collector.store import MetricStore
 from parsers.model import FileFormat
@@ -53,9 +54,9 @@ class SkipLog:
             self.suppressed += 1
 
 
-def _echo_line(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+def _echo_block(block: bytes) -> None:
+    sys.stdout.buffer.write(block if block.endswith(b"\n") else block + b"\n")
+    sys.stdout.buffer.flush()
 
 
 def _log_outcome(result: WaitResult) -> None:
@@ -93,23 +94,25 @@ class Sidecar:
             return EXIT_USAGE
         source = open_source(s.spec, path=s.path, stats=self.stats, on_skip=self.skips,
                              prometheus_url=s.prometheus_url, regex_timeout=s.regex_timeout,
-                             scrape_interval=s.poll_interval, echo=_echo_line if s.echo else None)
+                             scrape_interval=s.poll_interval, echo=_echo_block if s.echo else None)
         source = self.early.watch(source) if self.early is not None else source
         pipeline = Pipeline(source, self.store).start()
+        shipper = Shipper(self.store, s.trial_name, s.db_manager, observer=self.metrics).start()
         try:
             result = wait_for_training(s.marker_dir, poll_interval=s.poll_interval, timeout=s.timeout,
                                        wait_all=s.wait_all, waker=self.waker, table=self.table,
                                        mesh_proxies=s.mesh_proxies, clock=self.clock,
                                        evidence=output_evidence(s.path))
             _log_outcome(result)
-            return self._finish(pipeline, result)
+            return self._finish(pipeline, shipper, result)
         finally:
+            shipper.stop()
             source.close()
             self.store.close()
             if server is not None:
                 server.close()
 
-    def _finish(self, pipeline: Pipeline, result: WaitResult) -> int:
+    def _finish(self, pipeline: Pipeline, shipper: Shipper, result: WaitResult) -> int:
         s = self.settings
         grace_ends = self.clock() + s.grace_period if result.outcome is Outcome.INTERRUPTED else None
         if not pipeline.stop(timeout=None if grace_ends is None else grace_ends - self.clock()):
@@ -119,7 +122,7 @@ class Sidecar:
         budget = s.report_timeout if grace_ends is None else min(s.report_timeout,
                                                                   max(grace_ends - self.clock(), 0.1))
         try:
-            done = deliver(self.store, s.trial_name, s.db_manager, budget=budget, observer=self.metrics)
+            done = shipper.finish(budget)
         except ReportError as err:
             log.error("%s", err)
             return EXIT_REPORT_FAILED

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from parsers.model import MetricLog
 
-__all__ = ["LineBatch", "LineSource", "LogSource"]
+__all__ = ["BlockSource", "LogSource"]
 
 
-@dataclass(frozen=True, slots=True)
-class LineBatch:
-    """Complete lines in file order, without newlines; `first` is the 1-based number of `lines[0]`."""
+class BlockSource(Protocol):
+    """Bytes as they are written, handed over in blocks of whole lines (each ends with a newline).
 
-    first: int
-    lines: list[str]
+    `read` never blocks and returns a bounded block (empty: no new complete line). Parsing whole
+    blocks rather than single lines is what lets `parsers.stream.BlockParser` search at C speed.
+    """
 
-    def __bool__(self) -> bool:
-        return bool(self.lines)
+    def read(self) -> bytes: ...
 
-
-class LineSource(Protocol):
-    """Lines as they are written. `read` never blocks and returns a bounded batch (empty: nothing new)."""
-
-    def read(self) -> LineBatch: ...
-
-    def flush(self) -> LineBatch:
-        """At true end only: the unterminated last line, if any."""
+    def flush(self) -> bytes:
+        """At true end only: the unterminated last line (without a newline), if any."""
         ...
 
     def wait(self, timeout: float) -> None:
@@ -40,7 +32,7 @@ class LineSource(Protocol):
 
 
 class LogSource(Protocol):
-    """MetricLogs as they appear; the same contract as `LineSource` one stage later."""
+    """MetricLogs as they appear; the same contract as `BlockSource` one stage later."""
 
     def read(self) -> list[MetricLog]:
         """New logs; empty only when nothing new is available (not merely nothing with a metric)."""

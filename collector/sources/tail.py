@@ -1,10 +1,11 @@
-"""Follow a metrics file as it is written: complete lines in bounded batches, across truncation and rotation.
+"""Follow a metrics file as it is written: blocks of whole lines, across truncation and rotation.
 
 `FileTail` is the file state machine (mtail's LineReader, `tail -F`): it reads at most `max_read`
-bytes per call, keeps an unterminated last line until its newline arrives (flushed only at true end),
-starts over when the file shrinks (truncation, `copytruncate`), and drains the old file before
-following a new one at the same path (rename rotation, replacement). `WatchedTail` adds the wait: a
-directory watch, so a file that does not exist yet is waited for without busy-looping.
+bytes per call and hands over the whole lines among them as one block of bytes (the parser searches
+whole blocks at C speed), keeps an unterminated last line until its newline arrives (flushed only at
+true end), starts over when the file shrinks (truncation, `copytruncate`), and drains the old file
+before following a new one at the same path (rename rotation, replacement). `WatchedTail` adds the
+wait: a directory watch, so a file that does not exist yet is waited for without busy-looping.
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
-from collector.sources.base import LineBatch
 from collector.sources.watch import DirWatcher
-from parsers.lines import decode_line
 
 __all__ = ["FileTail", "WatchedTail"]
 
@@ -24,7 +23,7 @@ MAX_LINE = 1 << 20
 
 
 class FileTail:
-    """Reads new complete lines of `path`; never blocks, never holds more than one read plus one line."""
+    """Reads new whole lines of `path`; never blocks, never holds more than one read plus one line."""
 
     def __init__(self, path: Path, *, max_read: int = MAX_READ, max_line: int = MAX_LINE) -> None:
         self.path = path
@@ -34,7 +33,6 @@ class FileTail:
         self._identity: tuple[int, int] | None = None
         self._pos = 0
         self._carry = b""
-        self._next_lineno = 1
         self.rotations = 0
         self.truncations = 0
         self.bytes_read = 0
@@ -48,47 +46,47 @@ class FileTail:
         self._file, self._identity, self._pos = handle, (stat.st_dev, stat.st_ino), 0
         return True
 
-    def _batch(self, pieces: list[bytes]) -> LineBatch:
-        batch = LineBatch(self._next_lineno, [decode_line(piece) for piece in pieces])
-        self._next_lineno += len(pieces)
-        return batch
-
-    def _split(self, data: bytes) -> list[bytes]:
-        pieces = (self._carry + data).split(b"\n") if self._carry else data.split(b"\n")
-        self._carry = pieces.pop()
+    def _whole_lines(self, data: bytes) -> bytes:
+        """The whole lines of carry + `data`; the rest is carried until its newline arrives."""
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            self._carry += data
+            block = b""
+        else:
+            block = self._carry + data[: cut + 1] if self._carry else data[: cut + 1]
+            self._carry = data[cut + 1 :]
         if len(self._carry) > self.max_line:  # a runaway line is cut, never dropped nor kept whole
-            pieces.append(self._carry)
-            self._carry = b""
-        return pieces
+            block += self._take_carry()
+        return block
 
-    def _take_carry(self) -> list[bytes]:
+    def _take_carry(self) -> bytes:
+        """The carried partial line as a whole one: its file ended (rotation, truncation) or it ran away."""
         carry, self._carry = self._carry, b""
-        return [carry] if carry else []
+        return carry + b"\n" if carry else b""
 
-    def read(self) -> LineBatch:
-        """New complete lines (about `max_read` bytes of them); empty only when nothing new is complete."""
-        pieces: list[bytes] = []
-        while not pieces:
+    def read(self) -> bytes:
+        """New whole lines (about `max_read` bytes of them); empty only when no new line is complete."""
+        while True:
             if self._file is None and not self._open():
-                break
+                return b""
             assert self._file is not None
             data = self._file.read(self.max_read)
             if data:
                 self._pos += len(data)
                 self.bytes_read += len(data)
-                pieces = self._split(data)
+                if block := self._whole_lines(data):
+                    return block
                 continue
-            changed, pieces = self._at_eof()
-            if not changed:
-                break
-        return self._batch(pieces)
+            changed, block = self._at_eof()
+            if block or not changed:
+                return block
 
-    def _at_eof(self) -> tuple[bool, list[bytes]]:
+    def _at_eof(self) -> tuple[bool, bytes]:
         """At the end of what we hold: was the path truncated or replaced meanwhile?"""
         try:
             stat = os.stat(self.path)
         except (FileNotFoundError, NotADirectoryError):
-            return False, []  # moved away, not recreated yet: the old file is drained, wait for the new one
+            return False, b""  # moved away, not recreated yet: the old file is drained, wait for the new one
         if (stat.st_dev, stat.st_ino) != self._identity:
             self._close_file()
             self.rotations += 1
@@ -99,11 +97,12 @@ class FileTail:
             self._pos = 0
             self.truncations += 1
             return True, self._take_carry()
-        return False, []
+        return False, b""
 
-    def flush(self) -> LineBatch:
+    def flush(self) -> bytes:
         """At true end, after `read()` came back empty: the unterminated last line, if any."""
-        return self._batch(self._take_carry())
+        carry, self._carry = self._carry, b""
+        return carry
 
     def _close_file(self) -> None:
         if self._file is not None:
@@ -115,17 +114,17 @@ class FileTail:
 
 
 class WatchedTail:
-    """A `FileTail` that can wait for news about its file (a `LineSource`)."""
+    """A `FileTail` that can wait for news about its file (a `BlockSource`)."""
 
     def __init__(self, path: Path, *, poll_interval: float = 0.5, force_polling: bool = False,
                  max_read: int = MAX_READ) -> None:
         self.tail = FileTail(path, max_read=max_read)
         self.watcher = DirWatcher(path.parent, poll_interval=poll_interval, force_polling=force_polling)
 
-    def read(self) -> LineBatch:
+    def read(self) -> bytes:
         return self.tail.read()
 
-    def flush(self) -> LineBatch:
+    def flush(self) -> bytes:
         return self.tail.flush()
 
     def wait(self, timeout: float) -> None:

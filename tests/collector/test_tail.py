@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 from collector.sources.tail import FileTail, WatchedTail
+from parsers.lines import decode_line
 
 
-def lines(tail: FileTail) -> list[tuple[int, str]]:
-    got: list[tuple[int, str]] = []
-    while batch := tail.read():
-        got.extend((batch.first + i, line) for i, line in enumerate(batch.lines))
+def lines(tail: FileTail) -> list[str]:
+    """Every block read until nothing new is complete, split into lines (each block ends with a newline)."""
+    got: list[str] = []
+    while block := tail.read():
+        assert block.endswith(b"\n")
+        got.extend(decode_line(raw) for raw in block[:-1].split(b"\n"))
     return got
 
 
@@ -25,21 +28,21 @@ def test_missing_file_then_lines_then_partial_line(tmp_path: Path) -> None:
     assert lines(tail) == []
     with path.open("ab", buffering=0) as out:
         out.write(b"epoch=1 loss=0.5\nepoch=2 lo")
-        assert lines(tail) == [(1, "epoch=1 loss=0.5")]
+        assert lines(tail) == ["epoch=1 loss=0.5"]
         out.write(b"ss=0.4\r\nepoch=3")
-        assert lines(tail) == [(2, "epoch=2 loss=0.4")]
+        assert lines(tail) == ["epoch=2 loss=0.4"]
         assert lines(tail) == []
-    assert tail.flush().lines == ["epoch=3"]
-    assert tail.flush().lines == []
+    assert tail.flush() == b"epoch=3"
+    assert tail.flush() == b""
 
 
 def test_truncation_starts_over_and_keeps_the_partial_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.log"
     path.write_bytes(b"a=1\nb=2\npartial")
     tail = FileTail(path)
-    assert lines(tail) == [(1, "a=1"), (2, "b=2")]
+    assert lines(tail) == ["a=1", "b=2"]
     path.write_bytes(b"c=3\n")  # truncated and rewritten shorter
-    assert lines(tail) == [(3, "partial"), (4, "c=3")]
+    assert lines(tail) == ["partial", "c=3"]
     assert tail.truncations == 1
 
 
@@ -48,12 +51,12 @@ def test_rename_rotation_drains_the_old_file_first(tmp_path: Path) -> None:
     old = path.open("ab", buffering=0)
     old.write(b"a=1\n")
     tail = FileTail(path)
-    assert lines(tail) == [(1, "a=1")]
+    assert lines(tail) == ["a=1"]
     old.write(b"a=2\n")
     os.rename(path, tmp_path / "metrics.log.1")
-    assert lines(tail) == [(2, "a=2")]  # moved away, not recreated yet: nothing lost, nothing more
+    assert lines(tail) == ["a=2"]  # moved away, not recreated yet: nothing lost, nothing more
     path.write_bytes(b"b=1\n")
-    assert lines(tail) == [(3, "b=1")]
+    assert lines(tail) == ["b=1"]
     assert tail.rotations == 1
     old.close()
 
@@ -62,28 +65,27 @@ def test_replacement_by_a_new_file(tmp_path: Path) -> None:
     path = tmp_path / "metrics.log"
     path.write_bytes(b"a=1\nhalf")
     tail = FileTail(path)
-    assert lines(tail) == [(1, "a=1")]
+    assert lines(tail) == ["a=1"]
     fresh = tmp_path / "new"
     fresh.write_bytes(b"b=1\nb=2\n")
     os.replace(fresh, path)
-    assert lines(tail) == [(2, "half"), (3, "b=1"), (4, "b=2")]
+    assert lines(tail) == ["half", "b=1", "b=2"]
 
 
 def test_reads_are_bounded_and_long_lines_are_cut_not_lost(tmp_path: Path) -> None:
     path = tmp_path / "metrics.log"
     path.write_bytes(b"x" * 100 + b"\n" + b"y=1\n" * 1000)
     tail = FileTail(path, max_read=64, max_line=40)
-    first = tail.read()
-    assert first.lines == ["x" * 64]  # a runaway line is cut at max_line once it exceeds it
-    got = [line for _, line in lines(tail)]
-    assert "".join(got[:1]) == "x" * 36
+    assert tail.read() == b"x" * 64 + b"\n"  # a runaway line is cut at max_line once it exceeds it
+    got = lines(tail)
+    assert got[0] == "x" * 36
     assert got[1:] == ["y=1"] * 1000
 
 
 def test_invalid_utf8_is_replaced(tmp_path: Path) -> None:
     path = tmp_path / "metrics.log"
     path.write_bytes(b"loss=\xff0.5\n")
-    assert lines(FileTail(path)) == [(1, "loss=\ufffd0.5")]
+    assert lines(FileTail(path)) == ["loss=\ufffd0.5"]
 
 
 @pytest.mark.parametrize("force_polling", [False, True])
@@ -91,7 +93,7 @@ def test_wait_wakes_when_the_file_appears(tmp_path: Path, force_polling: bool) -
     path = tmp_path / "sub" / "metrics.log"
     source = WatchedTail(path, poll_interval=0.05, force_polling=force_polling)
     try:
-        assert source.read().lines == []
+        assert source.read() == b""
         def create() -> None:
             path.parent.mkdir()
             path.write_bytes(b"a=1\n")
@@ -99,12 +101,12 @@ def test_wait_wakes_when_the_file_appears(tmp_path: Path, force_polling: bool) -
         writer = threading.Timer(0.1, create)
         writer.start()
         deadline = time.monotonic() + 10
-        got: list[str] = []
+        got = b""
         while not got and time.monotonic() < deadline:
             source.wait(1.0)
-            got = source.read().lines
+            got = source.read()
         writer.join()
-        assert got == ["a=1"]
+        assert got == b"a=1\n"
     finally:
         source.close()
 
@@ -120,7 +122,7 @@ def test_inotify_wakes_a_long_wait_early(tmp_path: Path) -> None:
         start = time.monotonic()
         source.wait(20.0)
         assert time.monotonic() - start < 10.0
-        assert source.read().lines == ["a=1"]
+        assert source.read() == b"a=1\n"
     finally:
         source.close()
 
