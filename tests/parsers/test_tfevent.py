@@ -9,6 +9,8 @@ import os
 import pathlib
 import shutil
 import struct
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -361,3 +363,26 @@ def test_ten_thousand_event_files_in_one_directory(fast_dir: pathlib.Path) -> No
     assert stats.values == {"loss": count}
     assert elapsed < 10, f"reading {count} files took {elapsed:.1f} s"
     assert reader.poll() == []  # unchanged files are not reopened
+
+
+@pytest.mark.parametrize("new_style", [False, True], ids=["simple_value", "tensor"])
+def test_torch_summary_writer_if_installed(tmp_path: pathlib.Path, new_style: bool) -> None:
+    tensorboard_module = pytest.importorskip("torch.utils.tensorboard")
+    writer = tensorboard_module.SummaryWriter(str(tmp_path / "train"))
+    for step, value in enumerate([0.1, 0.2, 0.3]):
+        writer.add_scalar("accuracy", value, step, walltime=T0 + step, new_style=new_style)
+    writer.close()
+    assert rows(tmp_path, "train/accuracy") == [
+        ("2023-11-14T22:13:20Z", "train/accuracy", "0.1"),
+        ("2023-11-14T22:13:21Z", "train/accuracy", "0.2"),
+        ("2023-11-14T22:13:22Z", "train/accuracy", "0.3"),
+    ]
+
+
+def test_reading_event_files_needs_neither_tensorflow_nor_tensorboard_nor_numpy() -> None:
+    code = (
+        "import sys, parsers.tfevent\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in {'tensorflow', 'tensorboard', 'numpy', 'torch'})\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=pathlib.Path(__file__).parents[2])
