@@ -198,12 +198,19 @@ class EarlyStop:
         return RuleWatch(source, self.engine, self.act)
 
     def act(self, decision: Decision) -> None:
-        """Mark and stop the training; called once, in the reading thread, right after the decision."""
+        """Mark and stop the training; called once, in the reading thread, right after the decision.
+
+        Rules that first hold while the final lines are read, after the training ended on its own,
+        stop nothing: such a trial is not early-stopped (no marker, no SetTrialStatus).
+        """
         decided = time.time()
-        self.decision = decision
-        pids = self._doomed()
-        if not pids:
+        snapshot = _Snapshot(self.table)
+        main = self._main(snapshot)
+        if main is None:
+            log.info("early stopping: the rules hold only after the training ended: it is not early-stopped")
             return
+        self.decision = decision
+        pids = self._doomed(snapshot, *main)
         self.kill = TreeKill(pids, grace=self.grace, table=self.table).start()
         assert self.kill.sigterm_at is not None
         log.info("early stopping: SIGTERM sent to %d process(es) %s, %.1f ms after the decision; SIGKILL "
@@ -213,18 +220,16 @@ class EarlyStop:
             self._problem(f"cannot signal training process {pid}: {why} (run the sidecar as the training's "
                           "user, in a pod with shareProcessNamespace: true)")
 
-    def _doomed(self) -> list[int]:
+    def _main(self, snapshot: _Snapshot) -> tuple[int, bool] | None:
+        """The main process and whether it is the training itself; None when it is gone."""
+        if self.root_pid is not None:
+            return (self.root_pid, True) if self.table.alive(self.root_pid) else None
+        found = find_main_processes(snapshot, self.marker_dir, self_pid=self.self_pid,
+                                    mesh_proxies=self.mesh_proxies)
+        return None if found is None else (found.main, False)
+
+    def _doomed(self, snapshot: _Snapshot, main: int, include_main: bool) -> list[int]:
         """Write the marker, then list what to signal: the main process's descendants (or it alone)."""
-        snapshot = _Snapshot(self.table)
-        main, include_main = self.root_pid, True
-        if main is None:
-            found = find_main_processes(snapshot, self.marker_dir, self_pid=self.self_pid,
-                                        mesh_proxies=self.mesh_proxies)
-            if found is None:
-                self._problem("cannot find the training process to stop: no process runs `echo completed > "
-                              f"{self.marker_dir}/`; the training runs to its end")
-                return []
-            main, include_main = found.main, False
         if self.marker_dir is not None:
             try:
                 self.marker = write_marker(self.marker_dir, main)

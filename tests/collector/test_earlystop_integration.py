@@ -337,13 +337,21 @@ def test_early_stop_without_a_wrapper_stops_the_main_process_itself(tmp_path: Pa
             proc.wait()
 
 
-def test_no_training_process_to_stop_is_reported_not_fatal(tmp_path: Path) -> None:
+def test_rules_that_hold_after_the_training_ended_stop_nothing(tmp_path: Path) -> None:
+    # The final lines are read after the training completed on its own: it is not early-stopped.
     early = EarlyStop(RuleEngine([StopRule("loss", "1", Comparison.LESS, 0)], "loss"), marker_dir=tmp_path)
     decision = early.engine.observe([MetricLog("t", "loss", "0.5")])
     assert decision is not None
     early.act(decision)
-    assert early.kill is None and "cannot find the training process" in early.problems[0]
-    assert early.conclude("t", "", budget=1) == 0
+    assert early.decision is None and early.kill is None and list(tmp_path.iterdir()) == []
+    assert early.conclude("t", "127.0.0.1:1", budget=1) == 0 and early.summary() is None
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+    early = EarlyStop(RuleEngine([StopRule("loss", "1", Comparison.LESS, 0)], "loss"), root_pid=ended.pid)
+    decision = early.engine.observe([MetricLog("t", "loss", "0.5")])
+    assert decision is not None
+    early.act(decision)
+    assert early.decision is None
 
 
 # The same rule on every source kind: the writer is a real process; the rule stops it at its 3rd value.
