@@ -1,7 +1,10 @@
 """TensorFlow event directories → MetricLogs, without TensorFlow: one-shot and incremental readers.
 
-The source + parser stage for kind `TensorFlowEvent`: `parsers.tfrecord` frames and verifies the
-records, the generated protobuf subset decodes them, `parsers.tfvalues` writes the numbers.
+The source + parser stage for kind `TensorFlowEvent`: this module lists and reads the files;
+`parsers.tfrecord` frames and verifies their records, `parsers.tfdecode` decodes the events (a fast
+path for real writers' scalar layouts, our generated protobuf subset for the rest) and
+`parsers.tfvalues` writes the numbers. Needs `protobuf` (and preferably `google-crc32c`), never
+TensorFlow, tensorboard or numpy.
 
 Rules (DESIGN difference 7 and "Precise rules"):
 
