@@ -253,6 +253,10 @@ class EarlyStop:
             return 0
         if not self.finish():
             log.warning("early stopping: processes of the training are still being stopped")
+        if self.kill is not None and not self.kill.terminated and self.kill.failed:
+            log.error("early stopping: the rules held but no training process could be stopped, so trial %s "
+                      "is not reported early-stopped (see the errors above)", trial)
+            return 1
         if not address:
             log.warning("early stopping: trial %s was stopped but no -s-earlystop address was given: "
                         "Katib is not told", trial)

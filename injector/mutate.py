@@ -8,7 +8,6 @@ alone, the command wrapper of `injector.wrap`, a restrictive sidecar securityCon
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +48,15 @@ class Mutation:
     pod: dict[str, Any]
     changed: bool
     summary: str
+
+
+def json_copy(value: Any) -> Any:
+    """A deep copy of a JSON-shaped tree (dicts, lists, immutable scalars): several times faster than deepcopy."""
+    if isinstance(value, Mapping):
+        return {key: json_copy(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_copy(item) for item in value]
+    return value
 
 
 def go_clean(path: str) -> str:
@@ -215,12 +223,12 @@ def entrypoint_container(pod: Mapping[str, Any], trial: Trial) -> Mapping[str, A
 def mutate_pod(pod: Mapping[str, Any], trial: Trial, config: KatibConfig, options: SidecarOptions,
                resolved: Resolved, namespace: str = "") -> Mutation:
     """The pod to admit. Raises DeniedError (with a message for the user) when it must be refused."""
-    result = copy.deepcopy(dict(pod))
+    result: dict[str, Any] = json_copy(pod)
     spec = result.setdefault("spec", {})
     name = _pod_name(result)
     namespace = namespace or trial.namespace or str((result.get("metadata") or {}).get("namespace") or "")
     if _already_injected(spec, trial):
-        return Mutation(copy.deepcopy(dict(pod)), False, f"pod {name} already has the metrics collector")
+        return Mutation(json_copy(pod), False, f"pod {name} already has the metrics collector")
     _labels(result, trial)
     containers = spec.setdefault("containers", [])
     index = _find(containers, trial.primary_container)

@@ -416,3 +416,26 @@ def test_rules_act_on_every_source_kind(tmp_path: Path, kind: FileFormat) -> Non
     if kind is FileFormat.JSON:
         assert not early.engine.skipped and stats.skipped_total >= 3  # "x" is skipped by the parser
     store.close()
+
+
+def test_a_training_that_cannot_be_signalled_is_not_announced(tmp_path: Path) -> None:
+    # The tests run as root, so a refused signal (EPERM for another user's process) is made by a table
+    # whose "pidfds" the kernel rejects.
+    class Refusing(ProcFS):
+        def open_pidfd(self, pid: int) -> int | None:
+            return os.open("/dev/null", os.O_RDONLY)  # not a pidfd: pidfd_send_signal fails (EBADF)
+
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        engine = RuleEngine([StopRule("loss", "1", Comparison.LESS, 0)], "loss")
+        early = EarlyStop(engine, grace=0.2, root_pid=sleeper.pid, table=Refusing())
+        decision = engine.observe([MetricLog("t", "loss", "0.5")])
+        assert decision is not None
+        early.act(decision)
+        assert early.decision is not None and early.kill is not None and early.kill.terminated == []
+        assert "cannot signal training process" in early.problems[0]
+        assert early.conclude("t", "127.0.0.1:1", budget=1) == 1
+        assert sleeper.poll() is None  # nothing was stopped
+    finally:
+        sleeper.kill()
+        sleeper.wait()

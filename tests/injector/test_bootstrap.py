@@ -9,8 +9,8 @@ import http.client
 import json
 import os
 import pathlib
+import queue
 import re
-import select
 import signal
 import socket
 import ssl
@@ -208,13 +208,20 @@ def test_keeper_picks_up_a_peers_renewal(api: FakeApiServer, tmp_path: pathlib.P
 
 
 def listening_ports(process: subprocess.Popen[str], count: int, deadline: float) -> list[int]:
-    assert process.stderr is not None
+    """The ports of the first `count` "listening on" log lines; the log keeps being read (and dropped) after."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in process.stderr or ():
+            lines.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
     seen: list[str] = []
     ports: list[int] = []
-    while time.monotonic() < deadline and len(ports) < count:
-        ready, _, _ = select.select([process.stderr], [], [], max(0.0, deadline - time.monotonic()))
-        line = process.stderr.readline() if ready else ""
-        if not line:
+    while len(ports) < count:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
             break
         seen.append(line)
         match = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
