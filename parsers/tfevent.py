@@ -33,7 +33,7 @@ import itertools
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -89,6 +89,7 @@ class EventDirReader:
         self._on_skip = on_skip
         self._files: dict[str, _FileState] = {}
         self._matchers: dict[str, _Matcher] = {}  # by directory relative to the root
+        self._unlistable_dirs: set[str] = set()
         self._stamp = _StampFormatter()
 
     def poll(self) -> list[MetricLog]:
@@ -97,12 +98,18 @@ class EventDirReader:
 
     def iter_batches(self) -> Iterator[list[MetricLog]]:
         """Like `poll()`, lazily: the rows of one chunk of one file at a time (memory stays bounded)."""
-        for relpath, size in list_event_files(self.root):
+        for relpath, size in list_event_files(self.root, self._unlistable):
             state = self._files.get(relpath)
             if state is None:
                 state = self._files[relpath] = _FileState(relpath, self._matcher(relpath))
             if size > state.offset + state.pending:  # new bytes since the last read
                 yield from self._read_file(state)
+
+    def _unlistable(self, reldir: str, err: OSError) -> None:
+        """A directory that cannot be listed: reported once, retried at every poll."""
+        if reldir not in self._unlistable_dirs:
+            self._unlistable_dirs.add(reldir)
+            self._skip(0, f"{reldir or self.root}: cannot list the directory: {err.strerror or err}")
 
     def _matcher(self, relpath: str) -> _Matcher:
         reldir = relpath.rpartition("/")[0]
@@ -202,8 +209,12 @@ class _FileState:
     resyncing: bool = False
 
 
-def list_event_files(root: str) -> list[tuple[str, int]]:
-    """(relative path with `/` separators, size) of every event file under `root`, sorted by path."""
+def list_event_files(root: str, on_error: Callable[[str, OSError], None] | None = None) -> list[tuple[str, int]]:
+    """(relative path with `/` separators, size) of every event file under `root`, sorted by path.
+
+    A directory that does not exist (or vanished) holds nothing; one that cannot be listed is passed
+    to `on_error` with its relative path, and its subtree is left out of this listing.
+    """
     found: list[tuple[str, int]] = []
     stack = [""]
     while stack:
@@ -211,6 +222,10 @@ def list_event_files(root: str) -> list[tuple[str, int]]:
         try:
             entries = list(os.scandir(os.path.join(root, reldir) if reldir else root))
         except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError as err:
+            if on_error is not None:
+                on_error(reldir, err)
             continue
         for entry in entries:
             relpath = f"{reldir}/{entry.name}" if reldir else entry.name

@@ -386,3 +386,12 @@ def test_reading_event_files_needs_neither_tensorflow_nor_tensorboard_nor_numpy(
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=pathlib.Path(__file__).parents[2])
+
+
+def test_a_directory_that_cannot_be_listed_is_reported_once(tmp_path: pathlib.Path) -> None:
+    unlistable = tmp_path / ("x" * 300)  # ENAMETOOLONG: an OSError other than "does not exist", even for root
+    stats = ParseStats()
+    reader = EventDirReader(unlistable, spec("m"), stats)
+    assert reader.poll() == [] and reader.poll() == []
+    assert stats.skipped == {SkipReason.BAD_RECORD: 1}
+    assert "cannot list the directory" in stats.first_skips[0].detail
