@@ -77,14 +77,15 @@ def chunked(logs: Sequence[MetricLog], max_rows: int, max_bytes: int) -> Iterato
 
 
 def _to_proto(logs: Sequence[MetricLog]) -> api_pb2.ObservationLog:
-    return api_pb2.ObservationLog(
-        metric_logs=[
-            api_pb2.MetricLog(
-                time_stamp=log.time_stamp, metric=api_pb2.Metric(name=log.name, value=log.value)
-            )
-            for log in logs
-        ]
-    )
+    # Filling the repeated field in place is several times faster than building each message with
+    # keyword arguments and copying the list in (it matters at tens of thousands of rows a second).
+    olog = api_pb2.ObservationLog()
+    add = olog.metric_logs.add
+    for time_stamp, name, value in logs:
+        metric = add(time_stamp=time_stamp).metric
+        metric.name = name
+        metric.value = value
+    return olog
 
 
 def _from_proto(olog: api_pb2.ObservationLog) -> list[MetricLog]:
