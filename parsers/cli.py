@@ -285,6 +285,10 @@ def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
     out = _JsonOut(sys.stdout) if args.output == "json" else None
     try:
         _collect(spec, _batches(spec, args.path, stats, warn, text_parser), reducer, out)
+    except ImportError as err:
+        print(f"{prog}: error: reading TensorFlow event files needs {err.name}: "
+              "pip install 'katib-metrics-collector[tfevent]'", file=sys.stderr)
+        return 2
     except OSError as err:
         print(f"{prog}: error: cannot read {args.path}: {err.strerror or err}", file=sys.stderr)
         return 1

@@ -76,7 +76,11 @@ def format_float32(value: float) -> str:
     target = struct.pack("<f", value)
     for digits in range(1, 10):
         text = f"{value:.{digits}g}"
-        if struct.pack("<f", float(text)) == target:
+        try:
+            candidate = struct.pack("<f", float(text))
+        except OverflowError:  # a short rounding of the largest float32 lies beyond float32's range
+            continue
+        if candidate == target:
             # repr() of the short decimal is never longer and names the same float32.
             return format_number(float(text))
     return format_number(value)
