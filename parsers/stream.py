@@ -146,11 +146,12 @@ class _DefaultFilterScan:
 
     def __init__(self, parser: TextParser) -> None:
         self.parser = parser
-        # Per name, a pattern that starts with the name itself (so the engine skips ahead with a fast literal
-        # search) and checks the character before it afterwards, plus one for the undecidable case.
+        # Per name, a pattern anchored on the name that checks the character before it afterwards, plus one
+        # for the undecidable case.
         self.patterns = [
             (
                 name,
+                raw,
                 re.compile(rb"%s(?<![\w|-]%s)(?![\w|-])%s" % (re.escape(raw), re.escape(raw), _TAIL.pattern)),
                 re.compile(rb"%s(?<=[0-9-]%s)(?![\w|-])" % (re.escape(raw), re.escape(raw))),
             )
@@ -180,12 +181,16 @@ class _DefaultFilterScan:
     def _occurrences(self, block: bytes) -> tuple[_Found, set[int]]:
         found: _Found = {}
         ambiguous: set[int] = set()
-        for name, exact, unsure in self.patterns:
-            for match in unsure.finditer(block):
-                ambiguous.add(block.rfind(b"\n", 0, match.start()) + 1)
-            for match in exact.finditer(block):
-                at = match.start()
-                found.setdefault(block.rfind(b"\n", 0, at) + 1, []).append((at, name, match.group(1)))
+        for name, raw, exact, unsure in self.patterns:
+            # bytes.find skips through noise at memchr speed; the anchored patterns then judge each hit.
+            at = block.find(raw)
+            while at >= 0:
+                match = exact.match(block, at)
+                if match is not None:
+                    found.setdefault(block.rfind(b"\n", 0, at) + 1, []).append((at, name, match.group(1)))
+                elif unsure.match(block, at) is not None:
+                    ambiguous.add(block.rfind(b"\n", 0, at) + 1)
+                at = block.find(raw, at + len(raw))
         return found, ambiguous
 
     def _emit(self, logs: list[MetricLog], line: str, start: int, lines: _LineNumbers,
