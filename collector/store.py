@@ -75,6 +75,7 @@ class MetricStore:
         self._spilled_unread = 0
         self._collected = 0
         self._taken = 0
+        self._wanted: int | None = None  # what a `wait_unreported` waits for: wake it only then
 
     def add(self, logs: Sequence[MetricLog]) -> None:
         if not logs:
@@ -87,7 +88,8 @@ class MetricStore:
             self._collected += len(logs)
             if len(self._rows) >= self.memory_rows:
                 self._spill_rows()
-            self._added.notify_all()
+            if self._wanted is not None and self._collected - self._taken >= self._wanted:
+                self._added.notify_all()  # not on every add: each wake-up costs the reading thread the GIL
 
     def _open_spill(self) -> BinaryIO | None:
         for directory in (self.spill_dir, None):
@@ -150,8 +152,12 @@ class MetricStore:
     def wait_unreported(self, at_least: int, timeout: float, stop: threading.Event | None = None) -> int:
         """Block until `at_least` rows are unreported, `stop` is set (then `wake()`), or `timeout`."""
         with self._added:
-            self._added.wait_for(lambda: self.unreported >= at_least or (stop is not None and stop.is_set()),
-                                 timeout)
+            self._wanted = at_least
+            try:
+                self._added.wait_for(lambda: self.unreported >= at_least or (stop is not None and stop.is_set()),
+                                     timeout)
+            finally:
+                self._wanted = None
             return self.unreported
 
     def wake(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from stat import S_ISREG
 from typing import BinaryIO
 
 from collector.sources.watch import DirWatcher
@@ -30,6 +31,7 @@ class FileTail:
         self.max_read = max_read
         self.max_line = max_line
         self._file: BinaryIO | None = None
+        self._regular = True
         self._identity: tuple[int, int] | None = None
         self._pos = 0
         self._carry = b""
@@ -44,6 +46,7 @@ class FileTail:
             return False
         stat = os.fstat(handle.fileno())
         self._file, self._identity, self._pos = handle, (stat.st_dev, stat.st_ino), 0
+        self._regular = S_ISREG(stat.st_mode)  # a FIFO or device has no size to go by
         return True
 
     def _whole_lines(self, data: bytes) -> bytes:
@@ -70,7 +73,10 @@ class FileTail:
             if self._file is None and not self._open():
                 return b""
             assert self._file is not None
-            data = self._file.read(self.max_read)
+            # Ask for what is there, not `max_read`: a 1 MiB read buffer per call is an mmap and page
+            # faults each time, which costs more than the fstat when small writes come often.
+            available = os.fstat(self._file.fileno()).st_size - self._pos if self._regular else self.max_read
+            data = self._file.read(min(available, self.max_read)) if available > 0 else b""
             if data:
                 self._pos += len(data)
                 self.bytes_read += len(data)
