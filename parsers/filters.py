@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -25,6 +25,7 @@ __all__ = [
     "FilterTimeout",
     "UserFilter",
     "compile_filters",
+    "default_filter_spans",
     "split_katib_filters",
     "translate_re2",
 ]
@@ -162,13 +163,20 @@ class DefaultFilter:
     pattern: str = DEFAULT_FILTER
 
     def find_all(self, line: str, deadline: float) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        match = _ANYWHERE.search(line)
-        while match is not None:
-            found.append((match.group(1), match.group(2)))
-            stop = match.end()
-            match = _AT.match(line, stop) or _ANYWHERE.search(line, stop)
-        return found
+        return [(match.group(1), match.group(2)) for match in _default_matches(line)]
+
+
+def _default_matches(line: str) -> Iterator[re.Match[str]]:
+    match = _ANYWHERE.search(line)
+    while match is not None:
+        yield match
+        stop = match.end()
+        match = _AT.match(line, stop) or _ANYWHERE.search(line, stop)
+
+
+def default_filter_spans(line: str) -> list[tuple[int, int, int, int]]:
+    """(name start, name end, value start, value end) of each match of Katib's default filter in `line`."""
+    return [(*match.span(1), *match.span(2)) for match in _default_matches(line)]
 
 
 def compile_filters(patterns: Iterable[str]) -> tuple[Filter, ...]:

@@ -16,6 +16,7 @@ from typing import BinaryIO
 from parsers.filters import DefaultFilter
 from parsers.lines import LineParser, decode_line
 from parsers.model import ZERO_TIME, MetricLog
+from parsers.template import LineTemplate
 from parsers.text import TextParser
 from parsers.timestamps import line_timestamp
 
@@ -122,6 +123,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z_|][\w|-]*", re.ASCII)
 _NUMERIC_FIRST = frozenset("0123456789eE-")
 
 _Found = dict[int, list[tuple[int, str, bytes]]]
+_DENSE_PROBE = 64 << 10
 _DENSITY_SAMPLE = 64 << 10
 
 
@@ -157,6 +159,22 @@ class _DefaultFilterScan:
             )
             for name, raw in ((n, n.encode()) for n in parser.spec.metric_names if _SAFE_NAME.fullmatch(n))
         ]
+        self.wanted = {name: raw for name, raw, _, _ in self.patterns}
+        self.template: LineTemplate | None = None
+
+    def _by_template(self, block: bytes, default_time: str) -> list[MetricLog] | None:
+        """Dense blocks: every line cut from one template (see `parsers.template`), else None."""
+        if not self.wanted:
+            return None
+        first_name = next(iter(self.wanted.values()))
+        at = block.find(first_name, 0, _DENSE_PROBE)
+        if at < 0 or block.count(first_name, 0, _DENSE_PROBE) * 4 < block.count(b"\n", 0, _DENSE_PROBE):
+            return None  # sparse: the name search is cheaper than a template pass
+        if self.template is None or not self.template.regex.match(block, block.rfind(b"\n", 0, at) + 1):
+            self.template = LineTemplate.learn(_line_at(block, block.rfind(b"\n", 0, at) + 1), self.wanted)
+        if self.template is None:
+            return None
+        return self.template.extract(block, self.wanted, default_time, self.parser.stats.values)
 
     @staticmethod
     def applies(parser: TextParser) -> bool:
@@ -167,6 +185,9 @@ class _DefaultFilterScan:
         )
 
     def block(self, block: bytes, first_lineno: int, default_time: str) -> list[MetricLog]:
+        dense = self._by_template(block, default_time)
+        if dense is not None:
+            return dense
         found, ambiguous = self._occurrences(block)
         logs: list[MetricLog] = []
         lines = _LineNumbers(block, first_lineno)  # counted only when a skip must name its line

@@ -1,0 +1,102 @@
+"""Dense logs: lines cut from one template (`<time> epoch=N loss=X acc=Y`) are matched in one C-speed pass.
+
+Used by the block scanner for Katib's default filter. A template is learnt from one line: its default-filter
+matches become literal names with value groups between the line's own literal separators, and everything
+before the first match is a free "head" (the time stamp and any prefix, no `=`). Every line the template
+matches yields exactly the matches Katib's filter finds (the module's property test compares the two):
+
+- no filter match can hide in the head (every match holds `=`), nor straddle its end (the head ends with a
+  character that cannot be part of a name);
+- separators are the learnt line's own text, which held no match there, so it holds none anywhere;
+- a separator never starts with a character a value could take, so the greedy value ends where Katib's does.
+
+A block is taken this way only if the matched lines account for every occurrence of every wanted name in the
+block (any other line that might hold one sends the whole block down the exact path), every wanted value is a
+number (a skip must name its line), and every head's time stamp can be judged from the head alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from itertools import chain, repeat
+
+from parsers.filters import default_filter_spans
+from parsers.model import MetricLog
+from parsers.timestamps import all_go_rfc3339nano, line_timestamp
+
+__all__ = ["LineTemplate"]
+
+_VALUE = rb"([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)"
+_HEAD = rb"(?m)^((?:[^=\n]*[^=\n\w|-])?)"
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_|-")
+_VALUE_CHARS = frozenset("0123456789.eE+-")
+_PLAIN = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+_INFINITIES = frozenset((math.inf, -math.inf))
+_new_log = tuple.__new__
+
+
+class LineTemplate:
+    """The shape of one line: literal text and names, with the values (and the head) left free."""
+
+    def __init__(self, pattern: bytes, names: list[str], literals: list[bytes], wanted: dict[str, bytes]) -> None:
+        self.regex = re.compile(pattern)
+        self.names = names
+        self.wanted_positions = [(index, name) for index, name in enumerate(names) if name in wanted]
+        self.per_line = {name: sum(chunk.count(raw) for chunk in literals) for name, raw in wanted.items()}
+
+    @classmethod
+    def learn(cls, line: bytes, wanted: dict[str, bytes]) -> LineTemplate | None:
+        """The template of `line`, or None when its shape does not allow one."""
+        text = line.decode("latin-1")  # one character per byte: spans are byte offsets
+        spans = default_filter_spans(text)
+        if not spans or not any(text[a:b] in wanted for a, b, _, _ in spans):
+            return None
+        head = text[: spans[0][0]]
+        if "=" in head or head[-1:] in _NAME_CHARS:
+            return None
+        pattern, literals, names = [_HEAD], [], []
+        for index, (name_start, name_end, value_start, value_end) in enumerate(spans):
+            follow = text[value_end : spans[index + 1][0]] if index + 1 < len(spans) else text[value_end:]
+            if follow[:1] in _VALUE_CHARS or (index + 1 < len(spans) and (not follow or follow[-1] in _NAME_CHARS)):
+                return None
+            literal = line[name_start:value_start]
+            literals += [literal, line[value_end : value_end + len(follow)]]
+            names.append(text[name_start:name_end])
+            pattern += [re.escape(literal), _VALUE, re.escape(line[value_end : value_end + len(follow)])]
+        pattern.append(rb"$")
+        return cls(b"".join(pattern), names, literals, wanted)
+
+    def extract(self, block: bytes, wanted: dict[str, bytes], default_time: str,
+                values: Counter[str]) -> list[MetricLog] | None:
+        """Every wanted MetricLog of `block`, or None when the block must take the exact path."""
+        found = self.regex.findall(block)
+        if not found or any(block.count(raw) != len(found) * self.per_line[name] for name, raw in wanted.items()):
+            return None
+        positions = self.wanted_positions
+        columns = [[row[index + 1].decode("ascii") for row in found] for index, _ in positions]
+        every = [text for column in columns for text in column]
+        if not all(map(_PLAIN.fullmatch, every)) or _INFINITIES & set(map(float, every)):
+            return None
+        stamps = _stamps([row[0] for row in found], default_time)
+        if stamps is None:
+            return None
+        per_column = [list(map(_new_log, repeat(MetricLog), zip(stamps, repeat(name), column)))
+                      for (_, name), column in zip(positions, columns, strict=True)]
+        for _, name in positions:
+            values[name] += len(found)
+        return per_column[0] if len(per_column) == 1 else list(chain.from_iterable(zip(*per_column, strict=True)))
+
+
+def _stamps(heads: list[bytes], default_time: str) -> list[str] | None:
+    """Each head's time stamp; None when one can only be judged from its whole line."""
+    tokens = [head.partition(b" ")[0].decode("utf-8", "replace") for head in heads]
+    if all(b" " in head for head in heads) and all_go_rfc3339nano(tokens):
+        return tokens  # Katib's rule on every line: the first token, verbatim
+    stamps: list[str] = []
+    for head in heads:
+        if head[:1] in b"0123456789[" and b" " not in head and b"\t" not in head:
+            return None  # the line's first token runs past the head
+        stamps.append(line_timestamp(head.decode("utf-8", "replace")) or default_time)
+    return stamps

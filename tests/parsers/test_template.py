@@ -1,0 +1,81 @@
+"""Dense blocks through a learnt line template give exactly what line-by-line parsing gives."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parsers.lines import iter_lines, make_line_parser
+from parsers.model import CollectorSpec, MetricLog
+from parsers.stream import BlockParser
+from parsers.template import LineTemplate
+from parsers.text import TextParser
+
+WANTED = {"loss": b"loss", "accuracy": b"accuracy"}
+
+
+def line_by_line(data: bytes, spec: CollectorSpec) -> tuple[list[MetricLog], Counter[str]]:
+    parser = make_line_parser(spec)
+    logs = [log for n, line in enumerate(iter_lines(io.BytesIO(data)), 1) for log in parser.parse_line(line, n)]
+    return logs, parser.stats.values
+
+
+HEADS = st.sampled_from(["2024-03-04T01:55:08.5Z ", "2024-03-04 01:55:08,123 INFO ", "[2024-03-04 01:55:08] ", "",
+                         "step: ", "2024-03-04T01:55:08Z\t", "2024-03-04T01:55:08Z", "x loss ", "12 ", "a=1 "])
+VALUES = st.sampled_from(["0.5", "1", "-2.5e-3", ".25", "", "-", "1e400", "7.", "3e", "0x1"])
+SEPARATORS = st.sampled_from([" ", ", ", " | ", "  ", "-", " loss ", "=", ""])
+
+
+@st.composite
+def dense_lines(draw: st.DrawFn) -> bytes:
+    template_sep = draw(st.sampled_from([" ", ", ", " | "]))
+    lines = []
+    for _ in range(draw(st.integers(min_value=1, max_value=12))):
+        if draw(st.integers(0, 5)) == 0:  # a deviating line
+            sep = draw(SEPARATORS)
+            value = draw(VALUES)
+        else:
+            sep, value = template_sep, draw(st.sampled_from(["0.5", "1", "-2.5e-3", ".25"]))
+        head = draw(HEADS) if draw(st.integers(0, 4)) == 0 else "2024-03-04T01:55:08.5Z "
+        lines.append(f"{head}epoch=3{template_sep}loss={value}{sep}accuracy=0.9".encode())
+    ending = draw(st.sampled_from([b"\n", b"", b"\r\n"]))
+    return ending.join(lines) + ending
+
+
+@settings(max_examples=800, deadline=None)
+@given(dense_lines())
+def test_template_blocks_equal_line_by_line(data: bytes) -> None:
+    spec = CollectorSpec(metric_names=("loss", "accuracy"))
+    expected, expected_values = line_by_line(data, spec)
+    parser = TextParser(spec)
+    assert BlockParser(parser).parse_block(data) == expected
+    assert parser.stats.values == expected_values
+
+
+def test_a_regular_block_takes_the_template_path() -> None:
+    data = b"".join(b"2024-03-04T01:55:%02dZ epoch=%d loss=0.%d accuracy=0.%d\n" % (i, i, i, i) for i in range(60))
+    template = LineTemplate.learn(data.split(b"\n")[0], WANTED)
+    assert template is not None
+    values: Counter[str] = Counter()
+    logs = template.extract(data, WANTED, "Z", values)
+    assert logs is not None and len(logs) == 120
+    assert logs[:2] == [MetricLog("2024-03-04T01:55:00Z", "loss", "0.0"), MetricLog("2024-03-04T01:55:00Z",
+                                                                                    "accuracy", "0.0")]
+    assert values == Counter({"loss": 60, "accuracy": 60})
+
+
+def test_blocks_the_template_cannot_vouch_for_are_refused() -> None:
+    line = b"2024-03-04T01:55:00Z epoch=1 loss=0.5 accuracy=0.7\n"
+    template = LineTemplate.learn(line.rstrip(), WANTED)
+    assert template is not None
+    for odd in [b"noise with loss inside\n", b"2024-03-04T01:55:00Z epoch=1 loss= accuracy=0.7\n",
+                b"2024-03-04T01:55:00Z epoch=1 loss=0.5 accuracy=0.7 loss=2\n"]:
+        assert template.extract(line * 5 + odd, WANTED, "Z", Counter()) is None
+
+
+def test_lines_without_a_usable_shape_learn_nothing() -> None:
+    for line in [b"no metrics here", b"loss=1-accuracy=2", b"loss=1e accuracy=2", b"x|loss=1", b"loss=2.5e"]:
+        assert LineTemplate.learn(line, WANTED) is None
