@@ -6,7 +6,7 @@ import math
 import re
 import struct
 
-__all__ = ["format_float32", "format_number", "is_go_float", "parse_go_float"]
+__all__ = ["format_float32", "format_number", "is_go_float", "parse_go_float", "plain_floats"]
 
 _DEC = r"(?:\d(?:_?\d)*)"
 _HEX = r"(?:[0-9a-fA-F](?:_?[0-9a-fA-F])*)"
@@ -49,6 +49,23 @@ def parse_go_float(text: str) -> float | None:
     if math.isinf(value) and "n" not in body.lower():
         return None
     return value
+
+
+_DECIMAL_CHARS = str.maketrans("", "", "0123456789.eE+-")
+
+
+def plain_floats(texts: list[str]) -> list[float] | None:
+    """The floats of many texts at once when every one is a plain finite decimal (the common case), else None.
+
+    On strings made only of digits, `.`, `e`, `E`, `+` and `-`, Python's float() and Go's ParseFloat accept
+    exactly the same texts, but for Go's range error on overflow, checked apart. One C-level pass each."""
+    if "".join(texts).translate(_DECIMAL_CHARS):
+        return None
+    try:
+        values = list(map(float, texts))
+    except ValueError:
+        return None
+    return None if math.inf in values or -math.inf in values else values
 
 
 def is_go_float(text: str) -> bool:

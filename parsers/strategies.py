@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import compress
+from operator import itemgetter
 
 from parsers.model import UNAVAILABLE, CollectorSpec, MetricLog, MetricSummary
 from parsers.numbers import PLAIN_FLOAT as _PLAIN_FLOAT
-from parsers.numbers import parse_go_float
+from parsers.numbers import parse_go_float, plain_floats
 from parsers.timestamps import Instant, parse_rfc3339
 
 __all__ = ["Reducer", "reduce_logs"]
@@ -67,7 +69,7 @@ class _Running:
 
     def add_batch(self, texts: list[str], stamps: list[str]) -> None:
         """`add` for each pair in order, with the per-row work done by C builtins where the rows allow."""
-        values = _plain_values(texts) if len(texts) > _SMALL_BATCH else None
+        values = plain_floats(texts) if len(texts) > _SMALL_BATCH else None
         if values is None:
             for text, at in zip(texts, stamps, strict=True):
                 self.add(text, at)
@@ -93,22 +95,17 @@ class _Running:
 _SMALL_BATCH = 8
 
 
-def _plain_values(texts: list[str]) -> list[float] | None:
-    """The floats of `texts` when every one is a plain finite decimal (the common case), else None."""
-    if not all(map(_PLAIN_FLOAT.fullmatch, texts)):
-        return None
-    values = list(map(float, texts))
-    return None if math.inf in values or -math.inf in values else values
-
-
+_FIELDS = [itemgetter(i) for i in range(3)]
 def _last_latest(stamps: list[str]) -> int | None:
     """Index of the last row with the latest stamp, when all stamps have one UTC shape (text order is time
     order, see `_not_after`); None when the rows need comparing one by one."""
     first = stamps[0]
-    if len(first) < 20 or first[-1] != "Z" or first[10] != "T" or first[13] != ":":
+    size = len(first)
+    if size < 20 or first[-1] != "Z" or first[10] != "T" or first[13] != ":" or set(map(len, stamps)) != {size}:
         return None
-    size, dot = len(first), first[19]
-    if any(len(at) != size or at[-1] != "Z" or at[10] != "T" or at[13] != ":" or at[19] != dot for at in stamps):
+    joined = "".join(stamps)  # equal lengths: a stride picks one position of every stamp
+    if joined[10::size].strip("T") or joined[13::size].strip(":") or joined[size - 1 :: size].strip("Z") \
+            or joined[19::size].strip(first[19]):
         return None
     return max(reversed(range(len(stamps))), key=stamps.__getitem__)
 
@@ -130,22 +127,20 @@ class Reducer:
         running.add(log.value, log.time_stamp)
 
     def add_all(self, logs: Iterable[MetricLog]) -> None:
-        """Rows in order; grouped per metric first, so each metric's rows are reduced in one batch."""
-        groups: dict[str, tuple[list[str], list[str]]] = {}
-        for at, name, text in logs:
-            group = groups.get(name)
-            if group is None:
-                group = groups[name] = ([], [])
-            group[0].append(text)
-            group[1].append(at)
+        """Rows in order; each metric's rows are picked out with C builtins and reduced in one batch."""
+        rows = logs if isinstance(logs, list) else list(logs)
+        if not rows:
+            return
+        stamps, names, texts = (list(map(_FIELDS[i], rows)) for i in range(3))
         metrics = self._metrics
-        for name, (texts, stamps) in groups.items():
+        for name in dict.fromkeys(names):
             running = metrics.get(name)
             if running is None:
                 if self._fixed:
                     continue
                 running = metrics[name] = _Running()
-            running.add_batch(texts, stamps)
+            mine = list(map(name.__eq__, names))
+            running.add_batch(list(compress(texts, mine)), list(compress(stamps, mine)))
 
     def summaries(self) -> list[MetricSummary]:
         """One entry per requested metric in `-m` order (or per metric found, in order of appearance)."""

@@ -17,13 +17,13 @@ number (a skip must name its line), and every head's time stamp can be judged fr
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from itertools import chain, repeat
 
 from parsers.filters import default_filter_spans
 from parsers.model import MetricLog
+from parsers.numbers import plain_floats
 from parsers.timestamps import all_go_rfc3339nano, line_timestamp
 
 __all__ = ["LineTemplate"]
@@ -32,8 +32,6 @@ _VALUE = rb"([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)"
 _HEAD = rb"(?m)^((?:[^=\n]*[^=\n\w|-])?)"
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_|-")
 _VALUE_CHARS = frozenset("0123456789.eE+-")
-_PLAIN = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INFINITIES = frozenset((math.inf, -math.inf))
 _new_log = tuple.__new__
 
 
@@ -77,7 +75,7 @@ class LineTemplate:
         positions = self.wanted_positions
         columns = [[row[index + 1].decode("ascii") for row in found] for index, _ in positions]
         every = [text for column in columns for text in column]
-        if not all(map(_PLAIN.fullmatch, every)) or _INFINITIES & set(map(float, every)):
+        if plain_floats(every) is None:
             return None
         stamps = _stamps([row[0] for row in found], default_time)
         if stamps is None:
