@@ -16,7 +16,7 @@ written → visible latency), and training exit → report acknowledged (to the 
 log line, written when the db-manager acknowledged the last row; also to the sidecar's exit). The row count stored
 in the db-manager's SQLite file is checked against what was written (nothing lost, nothing duplicated).
 
-Usage: python benchmarks/sidecar.py [--seconds 60] [--rate 10000] [--poll-hz 10] [--profile FILE]
+Usage: python benchmarks/sidecar.py [--seconds 60] [--rate 10000] [--poll-hz 10] [--threads] [--profile FILE]
 """
 
 from __future__ import annotations
@@ -125,6 +125,41 @@ def cpu_seconds(proc: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def thread_ticks(pid: int) -> dict[int, int]:
+    """CPU clock ticks (user+system) of each thread of `pid`, from /proc/PID/task/TID/stat."""
+    ticks: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks[int(task.name)] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def thread_names(pid: int) -> dict[int, str]:
+    """Python thread names by native id, from `py-spy dump` (empty when py-spy is not installed)."""
+    try:
+        dump = subprocess.run(["py-spy", "dump", "--nonblocking", "--pid", str(pid)], capture_output=True, text=True,
+                              timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    names: dict[int, str] = {}
+    for line in dump.splitlines():
+        if line.startswith("Thread ") and '"' in line:
+            names[int(line.split()[1])] = line.split('"')[1]
+    return names
+
+
+def per_thread(before: dict[int, int], after: dict[int, int], names: dict[int, str],
+               seconds: float) -> dict[str, float]:
+    """Each thread's CPU over the writing period as a share of one core (%), busiest first."""
+    hertz = os.sysconf("SC_CLK_TCK")
+    shares = {f"{names.get(tid, 'native')}/{tid}": 100 * (ticks - before.get(tid, 0)) / hertz / seconds
+              for tid, ticks in after.items()}
+    return {name: round(share, 1) for name, share in sorted(shares.items(), key=lambda kv: -kv[1]) if share}
+
+
 def percentile(values: list[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
@@ -161,8 +196,8 @@ def run(options: argparse.Namespace, workdir: Path) -> dict[str, object]:
              "--metrics-port", str(metrics_port), "--metrics-address", "127.0.0.1"],
             cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
         wait_port(metrics_port)
-        if options.profile:  # py-spy samples from outside; it slows the sidecar a little while it does
-            subprocess.Popen(["py-spy", "record", "--pid", str(sidecar.pid), "--format", "raw", "--threads",
+        if options.profile:  # py-spy samples the GIL holder from outside; it slows the sidecar a little
+            subprocess.Popen(["py-spy", "record", "--pid", str(sidecar.pid), "--format", "raw", "--threads", "--gil",
                               "-o", options.profile], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return measure(options, sidecar, metrics_port, log, writer, db, workdir)
     finally:
@@ -175,14 +210,17 @@ def measure(options: argparse.Namespace, sidecar: subprocess.Popen[str], metrics
     watched = psutil.Process(sidecar.pid)
     samples, stop = Samples(), threading.Event()
     poller = threading.Thread(target=sample, args=(watched, metrics_port, 1 / options.poll_hz, stop, samples))
+    ticks_before = thread_ticks(sidecar.pid)
     cpu_before, started = cpu_seconds(watched), time.monotonic()
     training = subprocess.Popen(
         ["sh", "-c", f"{sys.executable} {writer} {options.rate} {options.seconds} 1>{log} 2>&1 && "
                      f"echo completed > {workdir}/$$.pid"])
     poller.start()
+    names = thread_names(sidecar.pid) if options.threads else {}  # every thread runs by now
     training.wait()
     exited, exited_wall = time.monotonic(), time.time()
     cpu_during = cpu_seconds(watched) - cpu_before
+    ticks_after = thread_ticks(sidecar.pid)
     stop.set()
     poller.join()
     hwm = peak_rss(sidecar.pid)
@@ -196,6 +234,7 @@ def measure(options: argparse.Namespace, sidecar: subprocess.Popen[str], metrics
         "lines_written": written,
         "sidecar_exit_status": sidecar.returncode,
         "cpu_percent_of_one_core": round(100 * cpu_during / (exited - started), 1),
+        "cpu_percent_by_thread": per_thread(ticks_before, ticks_after, names, exited - started),
         "peak_rss_mib": round(max(hwm, samples.peak_rss) / 2**20, 1),
         "staleness_ms_p50": round(1000 * statistics.median(samples.staleness), 1) if samples.staleness else None,
         "staleness_ms_p99": round(1000 * percentile(samples.staleness, 0.99), 1),
@@ -214,6 +253,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the writer writes (60)")
     parser.add_argument("--rate", type=float, default=10_000, help="metric lines per second (10000)")
     parser.add_argument("--poll-hz", type=float, default=10.0, help="/metrics polls per second (10)")
+    parser.add_argument("--threads", action="store_true", help="name the threads in the per-thread CPU "
+                        "figures (asks py-spy for the names once, at the training's exit)")
     parser.add_argument("--profile", metavar="FILE", help="record the sidecar with py-spy (raw format) here")
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-sidecar-") as tmp:

@@ -32,9 +32,8 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -44,6 +43,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from collector.metrics_server import MetricsServer, MetricsServerError, serve_metrics, start_metrics_server
 from collector.report.observer import ReportOutcome
 from parsers.model import UNAVAILABLE, MetricSummary, ObjectiveType, Strategy
 from parsers.numbers import format_number, parse_go_float
@@ -253,50 +253,3 @@ def _own_version() -> str:
         return importlib.metadata.version("katib-metrics-collector")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-class MetricsServerError(OSError):
-    """`/metrics` cannot be served at the address asked for; the message names it and the fix."""
-
-
-@dataclass
-class MetricsServer:
-    """A running `/metrics` endpoint (plain HTTP, a daemon thread); `close()` stops it."""
-
-    address: str
-    port: int
-    _httpd: WSGIServer = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.address}]" if ":" in self.address else self.address
-        return f"http://{host}:{self.port}/metrics"
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-
-
-def serve_metrics(
-    port: int, address: str = "0.0.0.0", *, registry: CollectorRegistry
-) -> MetricsServer | None:
-    """Serve `registry` on `--metrics-port`; port 0 means off (Katib's flag sets have no such port)."""
-    if port == 0:
-        return None
-    return start_metrics_server(address, port, registry=registry)
-
-
-def start_metrics_server(address: str, port: int, *, registry: CollectorRegistry) -> MetricsServer:
-    """Serve `registry` at `address:port`; port 0 binds an ephemeral port (tests), read back in `.port`."""
-    if not 0 <= port <= 65535:
-        raise MetricsServerError(f"invalid metrics port {port}: expected 1-65535 (0 turns /metrics off)")
-    try:
-        httpd, thread = start_http_server(port, address, registry)
-    except OSError as exc:
-        raise MetricsServerError(
-            f"cannot serve /metrics on {address}:{port}: {exc.strerror or exc}; "
-            "choose a free --metrics-port or another --metrics-address"
-        ) from exc
-    return MetricsServer(address, httpd.server_port, httpd, thread)

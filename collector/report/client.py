@@ -12,7 +12,7 @@ row twice: an identical duplicate row changes none of min, max or latest in Kati
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ from collector.report._generated import api_pb2, api_pb2_grpc
 from collector.report.errors import QueryError, ReportError, TrialStatusError
 from collector.report.observer import ReportObserver, ReportOutcome, ReportResult
 from collector.report.retry import CallFailed, Clock, RetryPolicy, SystemClock, call_with_retry
+from collector.report.wire import encode_requests
 from parsers.model import MetricLog
 
 __all__ = [
@@ -38,7 +39,7 @@ MAX_ROWS_PER_REQUEST = 5000
 MAX_BYTES_PER_REQUEST = 3 * 1024 * 1024
 """gRPC's default receive limit is 4 MiB; stay under it whatever the server's setting."""
 
-_ROW_OVERHEAD = 16  # protobuf tags and lengths of one MetricLog inside the repeated field
+_REPORT_METHOD = "/api.v1.beta1.DBManager/ReportObservationLog"
 _MAX_MESSAGE = 2**31 - 1  # Katib's db-manager accepts messages this large; so do we
 
 T = TypeVar("T")
@@ -61,31 +62,6 @@ def open_channel(address: str) -> grpc.Channel:
             ("grpc.max_reconnect_backoff_ms", 2000),
         ],
     )
-
-
-def chunked(logs: Sequence[MetricLog], max_rows: int, max_bytes: int) -> Iterator[Sequence[MetricLog]]:
-    """Consecutive slices of `logs` holding at most `max_rows` rows and about `max_bytes` bytes each."""
-    start, size = 0, 0
-    for index, log in enumerate(logs):
-        row = _ROW_OVERHEAD + len(log.time_stamp.encode()) + len(log.name.encode()) + len(log.value.encode())
-        if index > start and (index - start >= max_rows or size + row > max_bytes):
-            yield logs[start:index]
-            start, size = index, 0
-        size += row
-    if start < len(logs):
-        yield logs[start:]
-
-
-def _to_proto(logs: Sequence[MetricLog]) -> api_pb2.ObservationLog:
-    # Filling the repeated field in place is several times faster than building each message with
-    # keyword arguments and copying the list in (it matters at tens of thousands of rows a second).
-    olog = api_pb2.ObservationLog()
-    add = olog.metric_logs.add
-    for time_stamp, name, value in logs:
-        metric = add(time_stamp=time_stamp).metric
-        metric.name = name
-        metric.value = value
-    return olog
 
 
 def _from_proto(olog: api_pb2.ObservationLog) -> list[MetricLog]:
@@ -126,6 +102,11 @@ class DBManagerReporter:
         self._observer = observer
         self._channel = open_channel(address)
         self._stub: Any = api_pb2_grpc.DBManagerStub(self._channel)  # type: ignore[no-untyped-call]
+        # Requests are encoded by `collector.report.wire` (bytes in, no serializer); replies decoded as usual.
+        self._report_bytes: Any = self._channel.unary_unary(
+            _REPORT_METHOD, request_serializer=None,
+            response_deserializer=api_pb2.ReportObservationLogReply.FromString,
+        )
 
     def report(
         self, trial_name: str, logs: Sequence[MetricLog], *, budget: float | None = None
@@ -139,12 +120,9 @@ class DBManagerReporter:
         started = self._clock.now()
         deadline = started + (self.policy.budget if budget is None else budget)
         rows = requests = attempts = 0
-        for chunk in chunked(logs, self.chunk_size, self.max_chunk_bytes):
-            request = api_pb2.ReportObservationLogRequest(
-                trial_name=trial_name, observation_log=_to_proto(chunk)
-            )
+        for request in encode_requests(trial_name, logs, self.chunk_size, self.max_chunk_bytes):
             try:
-                tries = self._send(request, deadline)
+                tries = self._send(request.data, deadline)
             except CallFailed as failed:
                 self._finished(ReportOutcome.FAILED, started, rows)
                 raise ReportError(
@@ -157,16 +135,16 @@ class DBManagerReporter:
                     rows_acknowledged=rows,
                     rows_total=len(logs),
                 ) from failed
-            rows, requests, attempts = rows + len(chunk), requests + 1, attempts + tries
+            rows, requests, attempts = rows + request.rows, requests + 1, attempts + tries
         result = ReportResult(rows, requests, attempts, self._clock.now() - started)
         self._finished(result.outcome, started, rows)
         return result
 
-    def _send(self, request: api_pb2.ReportObservationLogRequest, deadline: float) -> int:
-        """One request, retried until acknowledged; returns the attempts it took."""
+    def _send(self, request: bytes, deadline: float) -> int:
+        """One encoded request, retried until acknowledged; returns the attempts it took."""
 
         def attempt(timeout: float) -> None:
-            self._stub.ReportObservationLog(request, timeout=timeout)
+            self._report_bytes(request, timeout=timeout)
 
         _, tries = call_with_retry(
             attempt, policy=self.policy, deadline=deadline, clock=self._clock, on_retry=self._retrying

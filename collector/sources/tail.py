@@ -5,7 +5,8 @@ bytes per call and hands over the whole lines among them as one block of bytes (
 whole blocks at C speed), keeps an unterminated last line until its newline arrives (flushed only at
 true end), starts over when the file shrinks (truncation, `copytruncate`), and drains the old file
 before following a new one at the same path (rename rotation, replacement). `WatchedTail` adds the
-wait: a directory watch, so a file that does not exist yet is waited for without busy-looping.
+wait: a directory watch, so a file that does not exist yet is waited for without busy-looping, and a
+file written continuously costs no wake-up per write (`collector.sources.watch.watch_directory`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO
 
-from collector.sources.watch import DirWatcher
+from collector.sources.watch import watch_directory
 
 __all__ = ["FileTail", "WatchedTail"]
 
@@ -125,7 +126,7 @@ class WatchedTail:
     def __init__(self, path: Path, *, poll_interval: float = 0.5, force_polling: bool = False,
                  max_read: int = MAX_READ) -> None:
         self.tail = FileTail(path, max_read=max_read)
-        self.watcher = DirWatcher(path.parent, poll_interval=poll_interval, force_polling=force_polling)
+        self.watcher = watch_directory(path.parent, poll_interval=poll_interval, force_polling=force_polling)
 
     def read(self) -> bytes:
         return self.tail.read()

@@ -1,9 +1,11 @@
 """Wake-ups for sources: inotify through `watchdog` on a directory, polling where watching is impossible.
 
-A source never busy-loops: it sleeps on a `threading.Event` that the watch sets on any change in the
-directory (or that `wake()` sets when the pipeline stops). Where no watch can be placed (the directory
-does not exist yet, inotify limits, `force_polling`) the sleep is bounded by the poll interval instead,
-and a watch is tried again on the next wait.
+A source never busy-loops: it sleeps until the watch reports any change in the directory (or until
+`wake()` when the pipeline stops). Where no watch can be placed (the directory does not exist yet,
+inotify limits, `force_polling`) the sleep is bounded by the poll interval instead, and a watch is
+tried again on the next wait. `watch_directory` picks the watch: on Linux, one inotify descriptor
+read only before a sleep (`collector.sources.inotify`: events of a busy file cost nothing), else
+`DirWatcher`, watchdog's `Observer` (its threads also serve recursive watches).
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Protocol
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-__all__ = ["DirWatcher"]
+from collector.sources.inotify import InotifyWatcher, inotify_available
+
+__all__ = ["DirWatcher", "Watcher", "watch_directory"]
 
 log = logging.getLogger(__name__)
 
@@ -76,3 +81,27 @@ class DirWatcher:
             observer.stop()
             observer.join(timeout=5)
         self._event.set()
+
+
+class Watcher(Protocol):
+    """What a source sleeps on; `watching` says whether a change (rather than the poll interval) ends a wait."""
+
+    @property
+    def watching(self) -> bool: ...
+
+    def wait(self, timeout: float) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def watch_directory(directory: Path, *, poll_interval: float = 0.5, force_polling: bool = False) -> Watcher:
+    """A non-recursive watch on `directory`: lazily read inotify on Linux, watchdog's Observer elsewhere."""
+    if not force_polling and inotify_available():
+        try:
+            return InotifyWatcher(directory, poll_interval=poll_interval)
+        except OSError as err:  # the per-user inotify instance limit: polling still works
+            log.warning("cannot watch %s (%s); polling every %gs instead", directory, err, poll_interval)
+            force_polling = True
+    return DirWatcher(directory, poll_interval=poll_interval, force_polling=force_polling)

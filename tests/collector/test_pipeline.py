@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 from collector.pipeline import ParsedLines, Pipeline
@@ -105,3 +106,41 @@ def test_spilled_rows_with_tabs_and_line_breaks_come_back_intact(tmp_path: Path)
     assert list(store.all_rows()) == odd
     assert list(store.all_rows()) == odd  # reading back twice: the spill file is re-read from its start
     store.close()
+
+
+class BusySource:
+    """A source that always has a new batch: counts reads and waits (a file being written continuously)."""
+
+    def __init__(self) -> None:
+        self.reads = self.waits = 0
+        self._fresh = True
+
+    def read(self) -> list[MetricLog]:
+        self.reads += 1
+        self._fresh = not self._fresh  # one batch per drain, then "nothing more for now"
+        return [] if self._fresh else [MetricLog("2024-03-04T01:55:08Z", "loss", str(self.reads))]
+
+    def flush(self) -> list[MetricLog]:
+        return []
+
+    def wait(self, timeout: float) -> None:
+        self.waits += 1
+
+    def wake(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_busy_source_is_read_at_the_settle_cadence_without_consulting_its_watch() -> None:
+    source = BusySource()
+    began = time.monotonic()
+    pipeline = Pipeline(source, MetricStore(SPEC), settle=0.1).start()
+    try:
+        assert pipeline.wait_for(lambda s: s.row_count >= 6, timeout=20)
+        elapsed = time.monotonic() - began
+    finally:
+        assert pipeline.stop(timeout=10)
+    assert elapsed >= 0.45  # six batches, five settles of 0.1 s between them (a busy loop takes microseconds)
+    assert source.waits == 0

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.report.client import chunked
+from collector.report._generated import api_pb2
 from collector.report.retry import CallFailed, RetryPolicy, call_with_retry
+from collector.report.wire import encode_requests
 from parsers.model import MetricLog
 from tests.collector.grpc_doubles import FakeClock
 
@@ -93,6 +94,17 @@ def log(value_size: int) -> MetricLog:
     return MetricLog("2024-01-01T00:00:00Z", "m", "x" * value_size)
 
 
+def chunked(logs: list[MetricLog], max_rows: int, max_bytes: int) -> list[list[MetricLog]]:
+    """The rows of each encoded request, decoded by the generated classes."""
+    chunks = []
+    for request in encode_requests("trial", logs, max_rows, max_bytes):
+        decoded = api_pb2.ReportObservationLogRequest.FromString(request.data)
+        assert decoded.trial_name == "trial" and len(decoded.observation_log.metric_logs) == request.rows
+        chunks.append([MetricLog(m.time_stamp, m.metric.name, m.metric.value)
+                       for m in decoded.observation_log.metric_logs])
+    return chunks
+
+
 @pytest.mark.parametrize(
     ("rows", "sizes"), [(0, []), (1, [1]), (5000, [5000]), (5001, [5000, 1]), (12000, [5000, 5000, 2000])]
 )
@@ -110,9 +122,21 @@ def test_chunking_keeps_every_row_once_in_order_within_bounds(
     sizes: list[int], max_rows: int, max_bytes: int
 ) -> None:
     logs = [MetricLog("t", "m", "v" * size + str(i)) for i, size in enumerate(sizes)]
-    chunks = list(chunked(logs, max_rows, max_bytes))
+    chunks = chunked(logs, max_rows, max_bytes)
     assert [row for chunk in chunks for row in chunk] == logs
+    at = 0
     for chunk in chunks:
+        at += len(chunk)
         assert 1 <= len(chunk) <= max_rows
-        approx_bytes = sum(16 + len(r.time_stamp) + len(r.name) + len(r.value) for r in chunk)
-        assert len(chunk) == 1 or approx_bytes <= max_bytes
+        log_bytes = sum(map(element_size, chunk))
+        assert len(chunk) == 1 or log_bytes <= max_bytes
+        if len(chunk) < max_rows and at < len(logs):  # cut by size: the next row would not have fitted
+            assert log_bytes + element_size(logs[at]) > max_bytes
+
+
+def element_size(row: MetricLog) -> int:
+    """Bytes one row adds to an ObservationLog, as protobuf itself encodes it."""
+    olog = api_pb2.ObservationLog()
+    added = olog.metric_logs.add(time_stamp=row.time_stamp)
+    added.metric.name, added.metric.value = row.name, row.value
+    return len(olog.SerializeToString())

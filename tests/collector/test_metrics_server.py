@@ -1,0 +1,60 @@
+"""The /metrics HTTP loop: answers scrapes, stops at once (no poll interval), survives a client that vanishes."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from collector.metrics_server import start_metrics_server
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def registry() -> CollectorRegistry:
+    reg = CollectorRegistry()
+    Counter("probe", "A sample to find in the scrape.", registry=reg).inc(3)
+    return reg
+
+
+def test_scrape_then_close_at_once() -> None:
+    server = start_metrics_server("127.0.0.1", 0, registry=registry())
+    with urllib.request.urlopen(server.url, timeout=5) as reply:
+        assert "probe_total 3.0" in reply.read().decode()
+    start = time.monotonic()
+    server.close()
+    assert time.monotonic() - start < 0.25  # serve_forever's stop poll alone would take up to 0.5 s
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
+
+
+def test_a_client_that_connects_and_leaves_blocks_nothing() -> None:
+    server = start_metrics_server("127.0.0.1", 0, registry=registry())
+    try:
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            sock.close()  # a reset before or after the accept
+        with urllib.request.urlopen(server.url, timeout=5) as reply:
+            assert reply.status == 200
+    finally:
+        start = time.monotonic()
+        server.close()
+        assert time.monotonic() - start < 1.0
+
+
+def test_ipv6_loopback_is_served() -> None:
+    try:
+        socket.socket(socket.AF_INET6).close()
+        server = start_metrics_server("::1", 0, registry=registry())
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    try:
+        assert server.url.startswith("http://[::1]:")
+        with urllib.request.urlopen(server.url, timeout=5) as reply:
+            assert "probe_total 3.0" in reply.read().decode()
+    finally:
+        server.close()
