@@ -68,6 +68,9 @@ class AdmissionHandler:
         except (TypeError, ValueError, AttributeError, KeyError, IndexError) as err:
             # A pod shaped unlike any the API server would send: answer, never crash the connection.
             return Answer(invalid(InvalidReview(f"unexpected pod shape: {err!r}", request.uid)), "invalid")
+        except RecursionError:
+            return Answer(invalid(InvalidReview("the pod nests too deeply to be a Kubernetes Pod", request.uid)),
+                          "invalid")
 
     def _resolve(self, pod: Mapping[str, Any], trial: Trial, namespace: str) -> Resolved:
         algorithm = self._resolver.algorithm(trial, namespace)

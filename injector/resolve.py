@@ -7,6 +7,7 @@ short-lived single-flight cache, so a burst of pods of one trial costs one looku
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
@@ -37,6 +38,10 @@ __all__ = ["ApiResolver", "ImageSource", "KubeConfig", "KubeReader", "TtlCache",
 log = logging.getLogger(__name__)
 TRIAL_API = "kubeflow.org/v1beta1"
 MAX_OWNER_DEPTH = 8
+# What the API server accepts in a URL path segment (`IsValidPathSegmentName`) and in a kind; an owner
+# reference may still name anything, and an object by such a name cannot exist.
+_SEGMENT = re.compile(r"[^/%\x00-\x20\x7f]+")
+_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 
 
 def guess_plural(kind: str) -> str:
@@ -99,12 +104,20 @@ class KubeReader:
             if code == 409:
                 raise ConflictError(f"{verb} {what} failed: {message}") from err
             raise LookupFailedError(f"{verb} {what} failed: HTTP {code}: {message}") from err
-        except httpx2.HTTPError as err:
+        except (httpx2.HTTPError, httpx2.InvalidURL) as err:
             raise LookupFailedError(f"{verb} {what} failed: {type(err).__name__}: {err}") from err
         result: dict[str, Any] = obj.to_dict()
         return result
 
+    @staticmethod
+    def _check_names(api_version: str, kind: str, namespace: str, name: str) -> None:
+        segments = [*api_version.split("/"), name] + ([namespace] if namespace else [])
+        if not _KIND.fullmatch(kind) or any(not _SEGMENT.fullmatch(s) or s in (".", "..") for s in segments):
+            raise NotFoundError(f"no {kind!r} {name!r} (apiVersion {api_version!r}) can exist in namespace "
+                                f"{namespace!r}: not a valid object reference")
+
     def get(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any]:
+        self._check_names(api_version, kind, namespace, name)
         model = self._model(api_version, kind, namespace)
         options = {"namespace": namespace} if namespace else {}
         return self._call(f"{kind} {namespace}/{name}".replace(" /", " "), "reading",

@@ -42,6 +42,8 @@ def decode_review(body: bytes) -> AdmissionRequest:
         review = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise InvalidReview(f"body is not JSON: {err}") from None
+    except RecursionError:
+        raise InvalidReview("body nests JSON arrays or objects too deeply to be a Kubernetes object") from None
     if not isinstance(review, dict):
         raise InvalidReview("body must be a JSON object (an AdmissionReview)")
     request = review.get("request")
@@ -56,7 +58,10 @@ def decode_review(body: bytes) -> AdmissionRequest:
         raise InvalidReview("request.object must be the Pod being created", uid)
     if pod.get("kind", "Pod") != "Pod" or not isinstance(pod.get("spec", {}), dict):
         raise InvalidReview(f"request.object must be a Pod, got kind {pod.get('kind')!r}", uid)
-    namespace = request.get("namespace") or (pod.get("metadata") or {}).get("namespace") or ""
+    metadata = pod.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise InvalidReview(f"request.object.metadata must be an object, got {type(metadata).__name__}", uid)
+    namespace = request.get("namespace") or metadata.get("namespace") or ""
     if not isinstance(namespace, str):
         raise InvalidReview("request.namespace must be a string", uid)
     return AdmissionRequest(uid, namespace, str(request.get("operation") or ""), pod)

@@ -17,6 +17,7 @@ from typing import Any
 import jsonpatch
 import kubernetes_validate
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from injector.certs import issue_certificates
 from injector.metrics import InjectorMetrics
@@ -27,6 +28,7 @@ from injector.settings import ServeSettings
 from injector.sidecar import SidecarOptions
 from tests.injector import factories as f
 from tests.injector.apiserver import FakeApiServer
+from tests.injector.fuzz import batches, check_answer
 
 TRIAL_PATH = "/apis/kubeflow.org/v1beta1/namespaces/team-a/trials/exp-abc12"
 
@@ -143,6 +145,17 @@ def test_pod_without_trial_owner_is_allowed_unchanged(webhook: Webhook, api: Fak
     assert api.hits["/apis/apps/v1/namespaces/team-a/replicasets/web-7d4b9"] == 1
 
 
+@pytest.mark.parametrize(("api_version", "kind", "name"), [
+    ("batch/v1", "Job", "a/b"), ("batch/v1", "Job", "line\nbreak"), ("batch/v1", "Job", ".."),
+    ("batch/v1", "Jobs/x", "exp-abc12"), ("", "Job", "exp-abc12"), ("batch/%2F", "Job", "exp-abc12")])
+def test_owner_that_cannot_name_an_object_is_not_looked_up(webhook: Webhook, api: FakeApiServer, api_version: str,
+                                                             kind: str, name: str) -> None:
+    pod = f.pod(owner_api=api_version, owner_kind=kind, owner_name=name)
+    response = webhook.post(review(pod))["response"]
+    assert response == {"uid": "0f5c1a3e-1", "allowed": True}
+    assert not api.hits
+
+
 def test_trial_read_failure_denies_naming_the_trial(webhook: Webhook, api: FakeApiServer) -> None:
     api.failures[TRIAL_PATH] = 500
     response = webhook.post(review(f.pod()))["response"]
@@ -157,6 +170,26 @@ def test_malformed_reviews_get_a_well_formed_denial(webhook: Webhook, body: byte
     answer = webhook.post(body)
     assert answer["response"]["allowed"] is False
     assert answer["response"]["status"]["code"] == 400
+
+
+def test_three_hundred_random_and_malformed_reviews_over_https(webhook: Webhook) -> None:
+    conn = webhook.connection()
+    answered = 0
+
+    @settings(max_examples=15, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(batches(20))
+    def run(bodies: list[bytes]) -> None:
+        nonlocal answered
+        for body in bodies:
+            check_answer(body, webhook.post(body, conn))
+            answered += 1
+
+    run()
+    assert answered >= 300
+    counted = sum(webhook.metrics.registry.get_sample_value("katib_injector_admissions_total", {"outcome": outcome})
+                  or 0 for outcome in ("mutated", "unchanged", "denied", "invalid"))
+    assert counted == answered
 
 
 def test_burst_of_pods_costs_one_lookup_per_object(webhook: Webhook, api: FakeApiServer) -> None:
