@@ -16,7 +16,8 @@ written → visible latency), and training exit → report acknowledged (to the 
 log line, written when the db-manager acknowledged the last row; also to the sidecar's exit). The row count stored
 in the db-manager's SQLite file is checked against what was written (nothing lost, nothing duplicated).
 
-Usage: python benchmarks/sidecar.py [--seconds 60] [--rate 10000] [--poll-hz 10] [--threads] [--profile FILE]
+Usage: python benchmarks/sidecar.py [--seconds 60] [--rate 10000] [--poll-hz 10] [--threads] [--stall S]
+       [--profile FILE]
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import sqlite3
 import statistics
@@ -109,6 +111,16 @@ def sample(sidecar: psutil.Process, metrics_port: int, period: float, stop: thre
             samples.errors += 1
 
 
+def stall(pid: int, after: float, seconds: float) -> None:
+    """Freeze the sidecar (SIGSTOP) for `seconds`, `after` seconds into the run: a node under pressure."""
+    time.sleep(after)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
 def peak_rss(pid: int) -> int:
     """VmHWM: the kernel's own peak resident set size of `pid`, in bytes (0 when unreadable)."""
     try:
@@ -185,7 +197,7 @@ def run(options: argparse.Namespace, workdir: Path) -> dict[str, object]:
     writer.write_text(WRITER)
     db_port, metrics_port = free_port(), free_port()
     python = [sys.executable, "-m", "katib_metrics"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     dbm = subprocess.Popen([*python, "db-manager", "--listen", f"127.0.0.1:{db_port}", "--db", str(db)],
                            cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     try:
@@ -217,6 +229,8 @@ def measure(options: argparse.Namespace, sidecar: subprocess.Popen[str], metrics
                      f"echo completed > {workdir}/$$.pid"])
     poller.start()
     names = thread_names(sidecar.pid) if options.threads else {}  # every thread runs by now
+    if options.stall:
+        threading.Thread(target=stall, args=(sidecar.pid, options.seconds / 2, options.stall), daemon=True).start()
     training.wait()
     exited, exited_wall = time.monotonic(), time.time()
     cpu_during = cpu_seconds(watched) - cpu_before
@@ -255,6 +269,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--poll-hz", type=float, default=10.0, help="/metrics polls per second (10)")
     parser.add_argument("--threads", action="store_true", help="name the threads in the per-thread CPU "
                         "figures (asks py-spy for the names once, at the training's exit)")
+    parser.add_argument("--stall", type=float, default=0.0, metavar="SECONDS",
+                        help="freeze the sidecar this long half-way through (memory while a backlog builds)")
     parser.add_argument("--profile", metavar="FILE", help="record the sidecar with py-spy (raw format) here")
     options = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-sidecar-") as tmp:
