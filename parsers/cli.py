@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from typing import BinaryIO, NoReturn, TextIO
 
 from parsers.durations import parse_duration
@@ -39,6 +40,7 @@ FORMATS = {
     "prometheus": FileFormat.PROMETHEUS,
 }
 MAX_WARNINGS = 20
+_NAME = itemgetter(1)
 
 EXAMPLES = """\
 examples:
@@ -225,7 +227,7 @@ class _JsonOut:
 def _collect(spec: CollectorSpec, batches: Iterable[list[MetricLog]], reducer: Reducer, out: _JsonOut | None) -> None:
     seen: set[str] = set()
     for logs in batches:
-        seen.update(log.name for log in logs)
+        seen.update(map(_NAME, logs))
         reducer.add_all(logs)
         if out is not None:
             out.add_all(logs)

@@ -51,7 +51,7 @@ def parse_go_float(text: str) -> float | None:
     return value
 
 
-_DECIMAL_CHARS = str.maketrans("", "", "0123456789.eE+-")
+_DECIMAL_BYTES = b"0123456789.eE+-"
 
 
 def plain_floats(texts: list[str]) -> list[float] | None:
@@ -59,7 +59,7 @@ def plain_floats(texts: list[str]) -> list[float] | None:
 
     On strings made only of digits, `.`, `e`, `E`, `+` and `-`, Python's float() and Go's ParseFloat accept
     exactly the same texts, but for Go's range error on overflow, checked apart. One C-level pass each."""
-    if "".join(texts).translate(_DECIMAL_CHARS):
+    if "".join(texts).encode("ascii", "replace").translate(None, _DECIMAL_BYTES):
         return None
     try:
         values = list(map(float, texts))

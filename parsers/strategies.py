@@ -76,8 +76,8 @@ class _Running:
             return
         count = len(values)
         # The first minimum and the first maximum are what row-by-row strict comparisons keep.
-        low = min(range(count), key=values.__getitem__)
-        high = max(range(count), key=values.__getitem__)
+        low = values.index(min(values))
+        high = values.index(max(values))
         if self.min_text == UNAVAILABLE or values[low] < self.min_value:
             self.min_text, self.min_value = texts[low], values[low]
         if self.max_text == UNAVAILABLE or values[high] > self.max_value:
