@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import socket
 import sqlite3
@@ -109,6 +110,25 @@ def sample(sidecar: psutil.Process, metrics_port: int, period: float, stop: thre
             samples.peak_rss = max(samples.peak_rss, sidecar.memory_info().rss)
         except (OSError, psutil.Error):
             samples.errors += 1
+
+
+class ExitWatch:
+    """The moment a process exits, seen through a pidfd by a thread of its own (the measuring thread is busy)."""
+
+    def __init__(self, pid: int) -> None:
+        self._fd = os.pidfd_open(pid)
+        self._at = 0.0
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        select.select([self._fd], [], [], 600)
+        self._at = time.monotonic()
+
+    def when(self) -> float:
+        self._thread.join(600)
+        os.close(self._fd)
+        return self._at
 
 
 def stall(pid: int, after: float, seconds: float) -> None:
@@ -233,13 +253,14 @@ def measure(options: argparse.Namespace, sidecar: subprocess.Popen[str], metrics
         threading.Thread(target=stall, args=(sidecar.pid, options.seconds / 2, options.stall), daemon=True).start()
     training.wait()
     exited, exited_wall = time.monotonic(), time.time()
+    gone = ExitWatch(sidecar.pid)
     cpu_during = cpu_seconds(watched) - cpu_before
     ticks_after = thread_ticks(sidecar.pid)
     stop.set()
     poller.join()
     hwm = peak_rss(sidecar.pid)
     _, err = sidecar.communicate(timeout=600)
-    sidecar_gone = time.monotonic()
+    sidecar_gone = gone.when()
     written = int(log.read_text().rsplit("wrote ", 1)[1].split()[0])
     reported = [line for line in err.splitlines() if "Metrics reported" in line]
     return {

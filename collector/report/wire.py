@@ -25,6 +25,7 @@ from parsers.model import MetricLog
 __all__ = ["EncodedRequest", "encode_requests", "encode_rows"]
 
 _SHORT = [bytes((n,)) for n in range(128)]
+_CHARS = [chr(n) for n in range(128)]
 _FIELD_1 = b"\x0a"  # field 1, length-delimited
 _FIELD_2 = b"\x12"  # field 2, length-delimited
 _MAX_NAMES = 4096
@@ -73,30 +74,37 @@ class _Texts:
 
 def _ascii_records(rows: Iterable[MetricLog]) -> list[str] | None:
     """The rows' records as ASCII text, one character per byte; None unless every text is ASCII and every
-    record shorter than 128 bytes (then each length is one byte: a `chr`). Most rows are, and building text
-    is several times faster than concatenating bytes."""
-    heads: dict[tuple[str, str], tuple[str, str, int, int]] = {}
+    record shorter than 128 bytes (then each length is one byte: a character). Most rows are, and building
+    text is several times faster than concatenating bytes. Rows come in runs sharing a time stamp (a
+    block's), so the fixed part of a record is worked out once per run and name."""
     records: list[str] = []
     append = records.append
+    last: str | None = None
+    heads: dict[str, tuple[str, str, int, int, int]] = {}
     for stamp, name, value in rows:
-        head = heads.get((stamp, name))
+        if stamp != last:
+            last, heads = stamp, {}
+        head = heads.get(name)
         if head is None:
-            if len(heads) >= _MAX_NAMES:
-                heads.clear()
-            stamp_field = f"\n{chr(len(stamp))}{stamp}" if stamp else ""
-            name_field = f"\n{chr(len(name))}{name}" if name else ""
-            metric = len(name_field) + 2  # + the value's tag and length byte
-            head = heads[(stamp, name)] = (stamp_field, name_field, metric, 125 - len(stamp_field) - metric)
-        stamp_field, name_field, metric, room = head
+            head = heads[name] = _head(stamp, name)
+        prefix, name_part, metric, message, room = head
         size = len(value)
-        if size > room or len(stamp_field) > 127:
+        if not 0 < size <= room:  # an empty value has no field at all: the bytes path handles it
             return None
-        if size:
-            append(f"\n{chr(len(stamp_field) + metric + size + 2)}{stamp_field}\x12{chr(metric + size)}"
-                   f"{name_field}\x12{chr(size)}{value}")
-        else:
-            append(f"\n{chr(len(stamp_field) + metric)}{stamp_field}\x12{chr(metric - 2)}{name_field}")
+        append(f"\n{_CHARS[message + size]}{prefix}{_CHARS[metric + size]}{name_part}{_CHARS[size]}{value}")
     return records if "".join(records).isascii() else None
+
+
+def _head(stamp: str, name: str) -> tuple[str, str, int, int, int]:
+    """What every record of (`stamp`, `name`) shares: the text before the metric's length, the text from
+    the name to the value, the metric's and the message's lengths without the value, and the room left
+    for the value below 128 bytes."""
+    # A text of 128 characters or more makes the room negative: its rows take the bytes path.
+    stamp_field = f"\n{chr(min(len(stamp), 127))}{stamp}" if stamp else ""
+    name_field = f"\n{chr(min(len(name), 127))}{name}" if name else ""
+    metric = len(name_field) + 2  # + the value's tag and length
+    message = len(stamp_field) + 2 + metric  # + the metric's tag and length
+    return stamp_field + "\x12", name_field + "\x12", metric, message, 127 - message
 
 
 def encode_rows(rows: Iterable[MetricLog]) -> list[bytes]:
