@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import sys
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,8 +131,8 @@ def main(argv: list[str], prog: str) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    logging.basicConfig(level=os.environ.get("KATIB_INJECTOR_LOG_LEVEL", "INFO").upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    writer = _configure_logging(os.environ.get("KATIB_INJECTOR_LOG_LEVEL", "INFO").upper(),
+                                queued=args.command == "serve")
     try:
         if args.command == "mutate":
             return _run_mutate(args, os.environ)
@@ -139,6 +143,57 @@ def main(argv: list[str], prog: str) -> int:
     except (UsageError, InjectorError) as err:
         print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        if writer is not None:
+            writer.stop()  # writes what is still queued
+
+
+class _DeferredQueueHandler(logging.handlers.QueueHandler):
+    """Queues records unformatted: formatting and the write to stderr happen on the writer thread."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record = copy.copy(record)
+        record.msg, record.args = record.getMessage(), None
+        return record
+
+
+class _LogWriter(threading.Thread):
+    """Writes queued records every `period` seconds. Polling, not waiting on the queue: a put then never wakes
+    a thread, which under load cost more than the logging itself."""
+
+    def __init__(self, records: queue.SimpleQueue[logging.LogRecord], handler: logging.Handler,
+                 period: float = 0.05) -> None:
+        super().__init__(name="log-writer", daemon=True)
+        self._records, self._handler, self._period = records, handler, period
+        self._stopping = threading.Event()
+
+    def _drain(self) -> None:
+        while not self._records.empty():
+            self._handler.handle(self._records.get_nowait())
+
+    def run(self) -> None:
+        while not self._stopping.wait(self._period):
+            self._drain()
+        self._drain()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join()
+
+
+def _configure_logging(level: str, queued: bool) -> _LogWriter | None:
+    """stderr logging; for `serve` through a writer thread, so that an admission never waits on a slow or full
+    log pipe (the container runtime's) while holding the handler's lock."""
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if not queued:
+        logging.basicConfig(level=level, handlers=[stream])
+        return None
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    logging.basicConfig(level=level, handlers=[_DeferredQueueHandler(records)])
+    writer = _LogWriter(records, stream)
+    writer.start()
+    return writer
 
 
 def entry(argv: Sequence[str] | None = None) -> int:

@@ -181,6 +181,11 @@ class ApiResolver:
         result: dict[str, Any] = self.cache.get(key, lambda: self._reader.get(api_version, kind, namespace, name))
         return result
 
+    def _decoded(self, kind: str, namespace: str, name: str, decode: Callable[[dict[str, Any]], Any]) -> Any:
+        """A Katib object read and decoded once per cache period (decoding a Trial costs more than the lookup)."""
+        return self.cache.get(("decoded", kind, namespace, name),
+                              lambda: decode(self._reader.get(TRIAL_API, kind, namespace, name)))
+
     def _trial_owner(self, obj: Mapping[str, Any], namespace: str, depth: int) -> str | None:
         owners = [o for o in (obj.get("metadata") or {}).get("ownerReferences") or [] if isinstance(o, Mapping)]
         for owner in owners:
@@ -212,14 +217,16 @@ class ApiResolver:
         if not name:
             return None
         try:
-            return Trial.from_object(self._get(TRIAL_API, "Trial", namespace, name))
+            trial: Trial = self._decoded("Trial", namespace, name, Trial.from_object)
+            return trial
         except LookupFailedError as err:
             raise LookupFailedError(f"unable to read Trial {namespace}/{name}: {err}") from err
 
     def algorithm(self, trial: Trial, namespace: str) -> Algorithm | None:
         for kind in ("Suggestion", "Experiment"):
             try:
-                return algorithm_from_object(self._get(TRIAL_API, kind, namespace, trial.experiment))
+                algorithm: Algorithm | None = self._decoded(kind, namespace, trial.experiment, algorithm_from_object)
+                return algorithm
             except LookupFailedError as err:
                 log.info("cannot read %s %s/%s: %s", kind, namespace, trial.experiment, err)
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import logging
 import os
 import signal
@@ -201,6 +202,9 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str], options: Sidecar
     servers = build_servers(settings, resolver, options, metrics, ready=settings.bootstrap is None)
     keeper = _keeper(settings, reader, config, servers[0].app, metrics)
     stop = threading.Event()
+    # Start-up objects (modules, clients, config, certificates) live as long as the process: frozen, they are
+    # no longer scanned by full collections, which otherwise pause every admission for tens of milliseconds.
+    gc.freeze()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     for server in servers:

@@ -1,8 +1,8 @@
 """The HTTPS webhook: `/mutate-pod` (AdmissionReview v1), `/healthz`, `/readyz`, `/metrics`; decode, call, encode.
 
-Threads, HTTP/1.1 keep-alive, TLS 1.2+ from a `CertificateReloader` (each new connection gets the current
-certificate, so a rotated Secret is served without a restart). The same app answers on the plain-HTTP
-metrics listener, except `/mutate-pod`.
+A thread per connection, HTTP/1.1 keep-alive (`injector.httpwire`), TLS 1.2+ from a `CertificateReloader` (each
+new connection gets the current certificate, so a rotated Secret is served without a restart). The same app
+answers on the plain-HTTP metrics listener, except `/mutate-pod`.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import socketserver
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from injector.admission import AdmissionHandler, Answer
 from injector.certs import CertificateReloader
+from injector.httpwire import HttpError, Request, read_request, response_bytes
 from injector.metrics import InjectorMetrics
 from injector.review import denied
 
@@ -50,53 +51,37 @@ class WebhookApp:
         return answer
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+TEXT = "text/plain; charset=utf-8"
+_METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _Connection(socketserver.StreamRequestHandler):
+    """One client connection: requests answered in order until the client closes it or asks to."""
+
     server: WebhookServer
     timeout = 60  # idle keep-alive connections and stalled handshakes do not hold a thread forever
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s " + format, self.client_address[0], *args)
-
-    def _send(self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        app = self.server.app
-        if path == "/healthz":
-            self._send(200, b"ok\n")
-        elif path == "/readyz":
-            ready = app.ready.is_set()
-            self._send(200 if ready else 503, b"ok\n" if ready else b"not ready\n")
-        elif path == "/metrics":
-            self._send(200, app.metrics.exposition(), "text/plain; version=0.0.4; charset=utf-8")
-        else:
-            self._send(404, f"no such path {path}\n".encode())
-
-    def _body(self) -> bytes | None:
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit() or int(length) > MAX_BODY:
-            self.close_connection = True
-            return None
-        return self.rfile.read(int(length))
-
-    def do_POST(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path != WEBHOOK_PATH or not self.server.webhook:
-            self._send(404, f"no such path {path}; the webhook is POST {WEBHOOK_PATH} on the TLS port\n".encode())
-            return
-        body = self._body()
-        answer = self.server.app.admit(body if body is not None else b"")
-        self._send(200, json.dumps(answer.review).encode(), "application/json")
+    def handle(self) -> None:
+        send = self.connection.sendall
+        while True:
+            try:
+                request = read_request(self.rfile, send, MAX_BODY)
+            except HttpError as err:
+                send(response_bytes(err.status, f"{err}\n".encode(), TEXT, close=True))
+                return
+            if request is None:
+                return
+            close = not request.keep_alive
+            send(self.server.respond(request, close))
+            if close:
+                return
 
 
-class WebhookServer(ThreadingHTTPServer):
+class WebhookServer(socketserver.ThreadingTCPServer):
+    """Thread per connection (the API server keeps a few alive and reuses them), TLS when given a reloader."""
+
     daemon_threads = True
+    allow_reuse_address = True
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: WebhookApp, reloader: CertificateReloader | None,
@@ -106,7 +91,33 @@ class WebhookServer(ThreadingHTTPServer):
         self.webhook = webhook
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
+        super().__init__(address, _Connection)
+
+    def respond(self, request: Request, close: bool) -> bytes:
+        """The whole response to `request`: routes, health, metrics and the webhook."""
+        app, path = self.app, request.path
+        if request.method == "POST" and path == WEBHOOK_PATH and self.webhook:
+            answer = app.admit(request.body)
+            return response_bytes(200, json.dumps(answer.review).encode(), "application/json", close=close)
+        if request.method == "POST":
+            message = f"no such path {path}; the webhook is POST {WEBHOOK_PATH} on the TLS port\n"
+            return response_bytes(404, message.encode(), TEXT, close=close)
+        if request.method not in ("GET", "HEAD"):
+            return response_bytes(405, f"method {request.method} not allowed\n".encode(), TEXT, close=close,
+                                  extra=(("Allow", "GET, HEAD, POST"),))
+        status, body, content_type = self._get(path)
+        response = response_bytes(status, body, content_type, close=close)
+        return response[:len(response) - len(body)] if request.method == "HEAD" else response
+
+    def _get(self, path: str) -> tuple[int, bytes, str]:
+        if path == "/healthz":
+            return 200, b"ok\n", TEXT
+        if path == "/readyz":
+            ready = self.app.ready.is_set()
+            return (200, b"ok\n", TEXT) if ready else (503, b"not ready\n", TEXT)
+        if path == "/metrics":
+            return 200, self.app.metrics.exposition(), _METRICS_TYPE
+        return 404, f"no such path {path}\n".encode(), TEXT
 
     def get_request(self) -> tuple[socket.socket, Any]:
         sock, address = super().get_request()

@@ -136,7 +136,7 @@ def build_sidecar(trial: Trial, config: KatibConfig, options: SidecarOptions, al
         "image": collector.image,
         "args": sidecar_args(trial, collector, options, algorithm, namespace),
         "imagePullPolicy": collector.image_pull_policy,
-        "resources": copy.deepcopy({k: dict(v) for k, v in collector.resources.items()}),
+        "resources": {k: dict(v) for k, v in collector.resources.items()},  # quantities are strings
     }
     context = _security_context(config, options, pod_spec, primary)
     if context is not None:

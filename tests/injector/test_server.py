@@ -49,8 +49,8 @@ def write_certs(directory: pathlib.Path) -> pathlib.Path:
     return directory / "ca.crt"
 
 
-@pytest.fixture
-def api() -> Iterator[FakeApiServer]:
+def trial_api() -> FakeApiServer:
+    """A started API stand-in holding pod → Job → Trial, the Suggestion and katib-config."""
     server = FakeApiServer()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
@@ -67,6 +67,12 @@ def api() -> Iterator[FakeApiServer]:
     configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "katib-config", "namespace": "kubeflow"},
                  "data": {"katib-config.yaml": f.ALL_KINDS_CONFIG}}
     server.add(configmap, "configmaps")
+    return server
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApiServer]:
+    server = trial_api()
     yield server
     server.shutdown()
     server.server_close()
