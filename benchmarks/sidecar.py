@@ -97,6 +97,7 @@ class Samples:
     staleness: list[float] = field(default_factory=list)
     peak_rss: int = 0
     errors: int = 0
+    ticks: dict[int, int] = field(default_factory=dict)  # each thread's CPU ticks when last seen alive
 
 
 def sample(sidecar: psutil.Process, metrics_port: int, period: float, stop: threading.Event,
@@ -108,6 +109,7 @@ def sample(sidecar: psutil.Process, metrics_port: int, period: float, stop: thre
             if value is not None:
                 samples.staleness.append(time.time() - value)
             samples.peak_rss = max(samples.peak_rss, sidecar.memory_info().rss)
+            samples.ticks.update(thread_ticks(sidecar.pid))
         except (OSError, psutil.Error):
             samples.errors += 1
 
@@ -160,12 +162,30 @@ def cpu_seconds(proc: psutil.Process) -> float:
 def thread_ticks(pid: int) -> dict[int, int]:
     """CPU clock ticks (user+system) of each thread of `pid`, from /proc/PID/task/TID/stat."""
     ticks: dict[int, int] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # the process is gone
+        return ticks
+    for task in tasks:
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         ticks[int(task.name)] = int(fields[11]) + int(fields[12])
+    return ticks
+
+
+def settled_threads(pid: int, timeout: float = 10.0) -> dict[int, int]:
+    """`thread_ticks` once the sidecar has started all its threads (the set unchanged for 0.5 s), so
+    that the per-thread figures count the run and not the threads' start-up."""
+    deadline = time.monotonic() + timeout
+    ticks = thread_ticks(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = thread_ticks(pid)
+        if now.keys() == ticks.keys():
+            return now
+        ticks = now
     return ticks
 
 
@@ -242,7 +262,7 @@ def measure(options: argparse.Namespace, sidecar: subprocess.Popen[str], metrics
     watched = psutil.Process(sidecar.pid)
     samples, stop = Samples(), threading.Event()
     poller = threading.Thread(target=sample, args=(watched, metrics_port, 1 / options.poll_hz, stop, samples))
-    ticks_before = thread_ticks(sidecar.pid)
+    ticks_before = settled_threads(sidecar.pid)
     cpu_before, started = cpu_seconds(watched), time.monotonic()
     training = subprocess.Popen(
         ["sh", "-c", f"{sys.executable} {writer} {options.rate} {options.seconds} 1>{log} 2>&1 && "
@@ -255,7 +275,9 @@ def measure(options: argparse.Namespace, sidecar: subprocess.Popen[str], metrics
     exited, exited_wall = time.monotonic(), time.time()
     gone = ExitWatch(sidecar.pid)
     cpu_during = cpu_seconds(watched) - cpu_before
-    ticks_after = thread_ticks(sidecar.pid)
+    # The sidecar reports and stops its threads within ~0.1 s of the exit: threads gone by now keep the
+    # ticks the poller saw last (at most one poll period short).
+    ticks_after = {**samples.ticks, **thread_ticks(sidecar.pid)}
     stop.set()
     poller.join()
     hwm = peak_rss(sidecar.pid)
