@@ -33,6 +33,7 @@ __all__ = ["LineTemplate"]
 # whose value is not a number does not fit the template, so its block goes the exact way (which names the line).
 _VALUE = rb"([+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[Ee][+-]?\d+)?)"
 _HEAD = rb"(?m)^((?:[^=\n]*[^=\n\w|-])?)"
+_MAY_START_A_TIME = frozenset(b"0123456789[")
 _NO_OVERFLOW = 300  # digits: a plain decimal this short cannot overflow float64
 _TOKEN_HEAD = rb"(?m)^([^\s=]+ )"
 _TOKEN_HEAD_TEXT = re.compile(r"[^\s=]+ ", re.ASCII)
@@ -102,7 +103,7 @@ def _stamps(heads: list[bytes], default_time: str) -> list[str] | None:
         return tokens  # Katib's rule on every line: the first token, verbatim
     stamps: list[str] = []
     for head in heads:
-        if head[:1] in b"0123456789[" and b" " not in head and b"\t" not in head:
+        if head and head[0] in _MAY_START_A_TIME and b" " not in head and b"\t" not in head:
             return None  # the line's first token runs past the head
         stamps.append(line_timestamp(head.decode("utf-8", "replace")) or default_time)
     return stamps

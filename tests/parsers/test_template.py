@@ -79,3 +79,12 @@ def test_blocks_the_template_cannot_vouch_for_are_refused() -> None:
 def test_lines_without_a_usable_shape_learn_nothing() -> None:
     for line in [b"no metrics here", b"loss=1-accuracy=2", b"loss=1e accuracy=2", b"x|loss=1", b"loss=2.5e"]:
         assert LineTemplate.learn(line, WANTED) is None
+
+
+def test_lines_that_start_with_their_metrics_take_the_template_path() -> None:
+    data = b"".join(b"epoch=%d step=%d loss=0.%d\n" % (i, i, i) for i in range(200))
+    template = LineTemplate.learn(data.split(b"\n")[0], {"loss": b"loss"})
+    assert template is not None
+    logs = template.extract(data, {"loss": b"loss"}, "2024-01-01T00:00:00Z", Counter())
+    assert logs is not None and len(logs) == 200
+    assert {log.time_stamp for log in logs} == {"2024-01-01T00:00:00Z"}
