@@ -7,6 +7,7 @@ AdmissionReviews of trial pods to /mutate-pod for the given duration. Every answ
 JSON patch). With --trials K the pods are spread over K trials, so each trial's first pods miss the cache.
 
 Usage: python benchmarks/injector.py [--clients 32] [--seconds 20] [--trials 1] [--warmup 2] [--rate R]
+                                    [--processes P] [--nice N]
 Prints one summary line, the CPU time each admission cost the server and the load generator (the machine's
 load average next to it), and the server's own admission counters.
 """
@@ -14,8 +15,10 @@ load average next to it), and the server's own admission counters.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import http.client
 import json
+import multiprocessing
 import os
 import pathlib
 import queue
@@ -126,6 +129,9 @@ class Client(threading.Thread):
 
     def run(self) -> None:
         conn = http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=30)
+        conn.connect()
+        if (delay := self.start_at - time.perf_counter()) > 0:
+            time.sleep(delay)  # every client of every process starts at the same instant
         k = 0
         # The body is built before the request is due and the answer checked after its latency is taken, so
         # the load generator's own work is not charged to the server.
@@ -141,6 +147,35 @@ class Client(threading.Thread):
             if due >= self.record_from:
                 self.latencies.append(elapsed)
         conn.close()
+
+
+def run_clients(numbers: list[int], args: argparse.Namespace, port: int, ca_file: str,
+                start_at: float) -> tuple[list[float], int, float]:
+    """Clients `numbers` as threads of this process: (latencies, errors, CPU seconds this process used)."""
+    cpu = time.process_time()
+    context = ssl.create_default_context(cafile=ca_file)
+    clients = [Client(n, args, port, context, start_at) for n in numbers]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    return ([value for client in clients for value in client.latencies], sum(c.errors for c in clients),
+            time.process_time() - cpu)
+
+
+def drive(args: argparse.Namespace, port: int, ca_file: str) -> tuple[list[float], int, float]:
+    """All clients, in this process or spread over --processes (perf_counter is one clock for all of them)."""
+    numbers = list(range(args.clients))
+    if args.processes <= 1:
+        return run_clients(numbers, args, port, ca_file, time.perf_counter() + 0.5)
+    start_at = time.perf_counter() + 5.0  # time for the workers to start and connect
+    spawn = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(args.processes, mp_context=spawn) as pool:
+        parts = [pool.submit(run_clients, numbers[i::args.processes], args, port, ca_file, start_at)
+                 for i in range(args.processes)]
+        results = [part.result() for part in parts]
+    return ([value for part in results for value in part[0]], sum(part[1] for part in results),
+            sum(part[2] for part in results))
 
 
 def cpu_seconds(pid: int) -> float:
@@ -161,22 +196,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--trials", type=int, default=1)
     parser.add_argument("--rate", type=float, default=0.0, help="admissions/s in total, paced (default: closed loop)")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="spread the clients over this many load-generator processes, so that their own GIL "
+                             "does not delay them (the API server is not one Python process; default 1)")
+    parser.add_argument("--nice", type=int, default=0,
+                        help="run the injector and the load generator at this niceness (e.g. -5, as root): what a "
+                             "CPU reservation gives the webhook on a node busy with other work (default 0)")
     args = parser.parse_args()
+    if args.nice:
+        os.nice(args.nice)  # before any thread or child starts: they inherit it
     api = start_api(args.trials)
     with tempfile.TemporaryDirectory() as tmp:
         process, port, metrics_port = start_injector(api, pathlib.Path(tmp))
         try:
-            context = ssl.create_default_context(cafile=str(pathlib.Path(tmp) / "ca.crt"))
-            server_cpu, client_cpu = cpu_seconds(process.pid), time.process_time()
-            begin = time.perf_counter()
-            clients = [Client(n, args, port, context, begin) for n in range(args.clients)]
-            for client in clients:
-                client.start()
-            for client in clients:
-                client.join()
-            server_cpu, client_cpu = cpu_seconds(process.pid) - server_cpu, time.process_time() - client_cpu
-            latencies = [value for client in clients for value in client.latencies]
-            errors = sum(client.errors for client in clients)
+            server_cpu = cpu_seconds(process.pid)
+            latencies, errors, client_cpu = drive(args, port, str(pathlib.Path(tmp) / "ca.crt"))
+            server_cpu = cpu_seconds(process.pid) - server_cpu
             conn = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
             conn.request("GET", "/metrics")
             counters = [line for line in conn.getresponse().read().decode().splitlines()
@@ -185,13 +220,15 @@ def main() -> None:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=15)
     load = f"paced at {args.rate:g}/s" if args.rate else "closed loop"
-    print(f"{args.clients} clients, {load}, {args.trials} trial(s), {args.seconds:g} s measured: "
+    print(f"{args.clients} clients in {args.processes} process(es), {load}, {args.trials} trial(s), "
+          f"{args.seconds:g} s measured: "
           f"{len(latencies) / args.seconds:.0f} admissions/s, p50 {statistics.median(latencies) * 1000:.1f} ms, "
           f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms, "
           f"{len(latencies)} admissions, {errors} not mutated; API reads: {sum(api.hits.values())}")
     total = sum(float(line.rsplit(" ", 1)[1]) for line in counters)
     print(f"CPU per admission (warm-up included): server {server_cpu / total * 1000:.2f} ms, "
-          f"load generator {client_cpu / total * 1000:.2f} ms; load average {os.getloadavg()[0]:.1f}")
+          f"load generator {client_cpu / total * 1000:.2f} ms; load average {os.getloadavg()[0]:.1f}; "
+          f"niceness {os.getpriority(os.PRIO_PROCESS, 0)}")
     print("\n".join(counters))
 
 
