@@ -38,6 +38,8 @@ class HttpError(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+        self.method = ""  # the request's, when its request line could be read
+        self.path = ""
 
 
 @dataclass(slots=True)
@@ -131,12 +133,17 @@ def read_request(rfile: Reader, send: Callable[[bytes], object], limit: int) -> 
     method, target, version = parts
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise HttpError(505, f"unsupported protocol version {version[:20]!r}")
-    headers = _headers(rfile)
-    request = Request(method, target.split("?", 1)[0], version, headers)
-    if method in ("POST", "PUT", "PATCH") or "content-length" in headers or "transfer-encoding" in headers:
-        if headers.get("expect", "").lower() == "100-continue":
-            send(b"HTTP/1.1 100 Continue\r\n\r\n")
-        request.body = _body(rfile, headers, limit)
+    path = target.split("?", 1)[0]
+    try:
+        headers = _headers(rfile)
+        request = Request(method, path, version, headers)
+        if method in ("POST", "PUT", "PATCH") or "content-length" in headers or "transfer-encoding" in headers:
+            if headers.get("expect", "").lower() == "100-continue":
+                send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.body = _body(rfile, headers, limit)
+    except HttpError as err:
+        err.method, err.path = method, path
+        raise
     return request
 
 

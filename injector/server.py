@@ -21,7 +21,7 @@ from injector.admission import AdmissionHandler, Answer
 from injector.certs import CertificateReloader
 from injector.httpwire import HttpError, Request, read_request, response_bytes
 from injector.metrics import InjectorMetrics
-from injector.review import denied
+from injector.review import InvalidReview, denied, invalid
 
 __all__ = ["MAX_BODY", "WebhookApp", "WebhookServer", "start_in_thread"]
 
@@ -50,6 +50,12 @@ class WebhookApp:
         self.metrics.observe(answer.outcome, self.clock() - start)
         return answer
 
+    def refuse(self, message: str) -> Answer:
+        """A webhook call whose HTTP request was unreadable: answered `invalid`, and counted."""
+        answer = Answer(invalid(InvalidReview(message)), "invalid")
+        self.metrics.observe(answer.outcome, 0.0)
+        return answer
+
 
 TEXT = "text/plain; charset=utf-8"
 _METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -67,7 +73,7 @@ class _Connection(socketserver.StreamRequestHandler):
             try:
                 request = read_request(self.rfile, send, MAX_BODY)
             except HttpError as err:
-                send(response_bytes(err.status, f"{err}\n".encode(), TEXT, close=True))
+                send(self.server.refuse(err))
                 return
             if request is None:
                 return
@@ -92,6 +98,14 @@ class WebhookServer(socketserver.ThreadingTCPServer):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Connection)
+
+    def refuse(self, error: HttpError) -> bytes:
+        """The answer to an unreadable request, then the connection closes. A webhook call still gets an
+        AdmissionReview, so the API server shows the reason instead of a failed call."""
+        if error.method == "POST" and error.path == WEBHOOK_PATH and self.webhook:
+            answer = self.app.refuse(f"the request could not be read (HTTP {error.status}): {error}")
+            return response_bytes(200, json.dumps(answer.review).encode(), "application/json", close=True)
+        return response_bytes(error.status, f"{error}\n".encode(), TEXT, close=True)
 
     def respond(self, request: Request, close: bool) -> bytes:
         """The whole response to `request`: routes, health, metrics and the webhook."""

@@ -133,3 +133,16 @@ def test_head_put_and_bad_requests_over_tls(webhook: Webhook) -> None:
         response = _response(raw)
         assert response.status == 400 and b"malformed request line" in response.read()
         assert raw.recv(1) == b""  # closed after an unreadable request
+
+
+def test_unreadable_webhook_call_still_gets_an_admission_review(webhook: Webhook) -> None:
+    with _tls(webhook) as raw:
+        raw.sendall(b"POST /mutate-pod HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999\r\n\r\n")
+        response = _response(raw)
+        answer = json.loads(response.read())["response"]
+        assert response.status == 200 and response.getheader("Connection") == "close"
+        assert answer["allowed"] is False and answer["status"]["code"] == 400
+        assert "could not be read (HTTP 413)" in answer["status"]["message"]
+        assert raw.recv(1) == b""
+    invalid = webhook.metrics.registry.get_sample_value("katib_injector_admissions_total", {"outcome": "invalid"})
+    assert invalid == 1.0
