@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from collector.earlystop import Comparison
 from collector.flags import (
     HelpRequested,
     UsageError,
@@ -107,7 +108,8 @@ def test_unknown_wait_all_is_false_with_a_warning() -> None:
 def test_stop_rules_and_earlystop_are_kept() -> None:
     got = settings([*STDOUT_ARGS, "-stop-rule", "accuracy;0.6;less;4", "-stop-rule", "loss;2;greater;0",
                     "-s-earlystop", "random-medianstop.ns:6788"])
-    assert got.stop_rules == (StopRule("accuracy", "0.6", "less", 4), StopRule("loss", "2", "greater", 0))
+    assert got.stop_rules == (StopRule("accuracy", "0.6", Comparison.LESS, 4),
+                              StopRule("loss", "2", Comparison.GREATER, 0))
     assert got.earlystop == "random-medianstop.ns:6788"
 
 
