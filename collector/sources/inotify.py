@@ -17,16 +17,21 @@ import errno
 import os
 import select
 import struct
+import sys
 from pathlib import Path
+
+from watchdog.utils import UnsupportedLibcError
 
 __all__ = ["InotifyWatcher", "inotify_available"]
 
-try:
-    from watchdog.observers.inotify_c import InotifyConstants, inotify_add_watch, inotify_init
-except (ImportError, OSError, AttributeError):  # not Linux, or a libc without inotify
-    _AVAILABLE = False
-else:
-    _AVAILABLE = True
+_AVAILABLE = False
+if sys.platform.startswith("linux"):  # elsewhere watchdog's bindings cannot even be imported
+    try:
+        from watchdog.observers.inotify_c import InotifyConstants, inotify_add_watch, inotify_init
+    except (ImportError, OSError, AttributeError, UnsupportedLibcError):  # a libc without inotify
+        pass
+    else:
+        _AVAILABLE = True
 
 _HEADER = struct.Struct("iIII")  # wd, mask, cookie, len; then `len` bytes of name
 _IN_IGNORED = 0x00008000  # the watch was removed (the directory was deleted or its file system unmounted)

@@ -109,3 +109,17 @@ def test_watch_directory_prefers_inotify_and_honours_force_polling(tmp_path: Pat
     finally:
         inotify.close()
         polling.close()
+
+
+def test_without_inotify_watchdogs_observer_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("collector.sources.watch.inotify_available", lambda: False)
+    watcher = watch_directory(tmp_path, poll_interval=0.05)
+    try:
+        assert isinstance(watcher, DirWatcher)
+        watcher.wait(0)  # starts the Observer
+        threading.Timer(0.05, (tmp_path / "m.log").write_text, args=("x\n",)).start()
+        start = time.monotonic()
+        watcher.wait(20.0)
+        assert time.monotonic() - start < 10.0
+    finally:
+        watcher.close()
