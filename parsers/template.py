@@ -98,6 +98,8 @@ class LineTemplate:
 
 def _stamps(heads: list[bytes], default_time: str) -> list[str] | None:
     """Each head's time stamp; None when one can only be judged from its whole line."""
+    if not any(heads):
+        return [default_time] * len(heads)  # lines that start with their metrics carry no time of their own
     tokens = _single_tokens(heads)
     if tokens is not None and all_go_rfc3339nano(tokens):
         return tokens  # Katib's rule on every line: the first token, verbatim
