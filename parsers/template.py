@@ -36,6 +36,7 @@ _HEAD = rb"(?m)^((?:[^=\n]*[^=\n\w|-])?)"
 _MAY_START_A_TIME = frozenset(b"0123456789[")
 _NO_OVERFLOW = 300  # digits: a plain decimal this short cannot overflow float64
 _TOKEN_HEAD = rb"(?m)^([^\s=]+ )"
+_EMPTY_HEAD = rb"(?m)^()"
 _TOKEN_HEAD_TEXT = re.compile(r"[^\s=]+ ", re.ASCII)
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_|-")
 _VALUE_CHARS = frozenset("0123456789.eE+-")
@@ -61,8 +62,9 @@ class LineTemplate:
         head = text[: spans[0][0]]
         if "=" in head or head[-1:] in _NAME_CHARS:
             return None
-        # `<token> ` heads (a time stamp, then the metrics) get a pattern that cannot backtrack: twice as fast.
-        pattern, literals, names = [_TOKEN_HEAD if _TOKEN_HEAD_TEXT.fullmatch(head) else _HEAD], [], []
+        # No head, or a `<token> ` head (a time stamp, then the metrics): patterns that cannot backtrack.
+        first = _EMPTY_HEAD if not head else _TOKEN_HEAD if _TOKEN_HEAD_TEXT.fullmatch(head) else _HEAD
+        pattern, literals, names = [first], [], []
         for index, (name_start, name_end, value_start, value_end) in enumerate(spans):
             follow = text[value_end : spans[index + 1][0]] if index + 1 < len(spans) else text[value_end:]
             if follow[:1] in _VALUE_CHARS or (index + 1 < len(spans) and (not follow or follow[-1] in _NAME_CHARS)):
