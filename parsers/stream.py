@@ -98,6 +98,19 @@ def _line_at(block: bytes, start: int) -> bytes:
     return block[start:] if end < 0 else block[start:end]
 
 
+def _lines_holding(block: bytes, needle: bytes, first: int) -> bytes:
+    """The lines of `block` that hold `needle` (found first at `first`), joined in order."""
+    pieces: list[bytes] = []
+    at, size = first, len(block)
+    while at >= 0:
+        start = block.rfind(b"\n", 0, at) + 1
+        end = block.find(b"\n", at)
+        end = size if end < 0 else end + 1
+        pieces.append(block[start:end])
+        at = block.find(needle, end) if end < size else -1
+    return b"".join(pieces)
+
+
 def _candidate_starts(block: bytes, needles: tuple[bytes, ...]) -> list[int]:
     """Start offsets of the lines of `block` that contain any needle, in order, without duplicates."""
     starts: set[int] = set()
@@ -163,17 +176,26 @@ class _DefaultFilterScan:
         self.template: LineTemplate | None = None
 
     def _by_template(self, block: bytes, default_time: str) -> list[MetricLog] | None:
-        """Dense blocks: every line cut from one template (see `parsers.template`), else None."""
+        """Blocks whose metric lines are all cut from one template (see `parsers.template`), else None.
+
+        Dense blocks go through the template whole. Sparse ones first gather the lines holding the first wanted
+        name; when those lines also hold every occurrence of the other names, only they go through it."""
         if not self.wanted:
             return None
         first_name = next(iter(self.wanted.values()))
-        at = block.find(first_name, 0, _DENSE_PROBE)
-        if at < 0 or block.count(first_name, 0, _DENSE_PROBE) * 4 < block.count(b"\n", 0, _DENSE_PROBE):
-            return None  # sparse: the name search is cheaper than a template pass
-        if self.template is None or not self.template.regex.match(block, block.rfind(b"\n", 0, at) + 1):
-            self.template = LineTemplate.learn(_line_at(block, block.rfind(b"\n", 0, at) + 1), self.wanted)
-        if self.template is None:
+        at = block.find(first_name)
+        if at < 0:
             return None
+        start = block.rfind(b"\n", 0, at) + 1
+        if self.template is None or not self.template.regex.match(block, start):
+            self.template = LineTemplate.learn(_line_at(block, start), self.wanted)
+            if self.template is None:
+                return None
+        if block.count(first_name, 0, _DENSE_PROBE) * 4 < block.count(b"\n", 0, _DENSE_PROBE):
+            lines = _lines_holding(block, first_name, at)
+            if any(block.count(raw) != lines.count(raw) for raw in self.wanted.values() if raw != first_name):
+                return None  # another name also stands on other lines: the exact path finds it
+            block = lines
         return self.template.extract(block, self.wanted, default_time, self.parser.stats.values)
 
     @staticmethod

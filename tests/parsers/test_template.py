@@ -26,11 +26,13 @@ def line_by_line(data: bytes, spec: CollectorSpec) -> tuple[list[MetricLog], Cou
 HEADS = st.sampled_from(["2024-03-04T01:55:08.5Z ", "2024-03-04 01:55:08,123 INFO ", "[2024-03-04 01:55:08] ", "",
                          "step: ", "2024-03-04T01:55:08Z\t", "2024-03-04T01:55:08Z", "x loss ", "12 ", "a=1 "])
 VALUES = st.sampled_from(["0.5", "1", "-2.5e-3", ".25", "", "-", "1e400", "7.", "3e", "0x1"])
+NOISE = st.sampled_from([b"INFO step done", b"", b"WARNING accuracy is low", b"val_loss=3", b"x=1 y=2",
+                         b"2024-03-04T01:55:08Z checkpoint saved", b"loss", b"accuracy=0.5"])
 SEPARATORS = st.sampled_from([" ", ", ", " | ", "  ", "-", " loss ", "=", ""])
 
 
 @st.composite
-def dense_lines(draw: st.DrawFn) -> bytes:
+def dense_lines(draw: st.DrawFn, noise: tuple[int, int] = (0, 12)) -> bytes:
     template_sep = draw(st.sampled_from([" ", ", ", " | "]))
     lines = []
     for _ in range(draw(st.integers(min_value=1, max_value=12))):
@@ -41,11 +43,13 @@ def dense_lines(draw: st.DrawFn) -> bytes:
             sep, value = template_sep, draw(st.sampled_from(["0.5", "1", "-2.5e-3", ".25"]))
         head = draw(HEADS) if draw(st.integers(0, 4)) == 0 else "2024-03-04T01:55:08.5Z "
         lines.append(f"{head}epoch=3{template_sep}loss={value}{sep}accuracy=0.9".encode())
+        for _ in range(draw(st.integers(*noise))):  # noise between metric lines: sparse blocks
+            lines.append(draw(NOISE))
     ending = draw(st.sampled_from([b"\n", b"", b"\r\n"]))
     return ending.join(lines) + ending
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=1200, deadline=None)
 @given(dense_lines())
 def test_template_blocks_equal_line_by_line(data: bytes) -> None:
     spec = CollectorSpec(metric_names=("loss", "accuracy"))
@@ -53,6 +57,27 @@ def test_template_blocks_equal_line_by_line(data: bytes) -> None:
     parser = TextParser(spec)
     assert BlockParser(parser).parse_block(data) == expected
     assert parser.stats.values == expected_values
+
+
+@settings(max_examples=500, deadline=None)
+@given(dense_lines(noise=(6, 30)))
+def test_sparse_template_blocks_equal_line_by_line(data: bytes) -> None:
+    spec = CollectorSpec(metric_names=("loss", "accuracy"))
+    expected, expected_values = line_by_line(data, spec)
+    parser = TextParser(spec)
+    assert BlockParser(parser).parse_block(data) == expected
+    assert parser.stats.values == expected_values
+
+
+def test_a_sparse_block_takes_the_template_path_over_its_metric_lines() -> None:
+    noise = b"INFO data loader prefetched a batch of 512 examples from shard 7\n" * 30
+    data = b"".join(noise + b"2024-03-04T01:55:%02dZ epoch=%d loss=0.%d accuracy=0.%d\n" % (i, i, i, i)
+                    for i in range(40))
+    spec = CollectorSpec(metric_names=("loss", "accuracy"))
+    parser = TextParser(spec)
+    blocks = BlockParser(parser)
+    assert blocks._fast is not None
+    assert blocks._fast._by_template(data, "Z") == line_by_line(data, spec)[0]
 
 
 def test_a_regular_block_takes_the_template_path() -> None:
