@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from importlib import metadata
+from typing import Any
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "version"]
 
-try:
-    __version__ = metadata.version("katib-metrics-collector")
-except metadata.PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+unknown"
+
+def version() -> str:
+    """The installed distribution's version (read on demand: importlib.metadata costs ~60 ms at start-up)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("katib-metrics-collector")
+    except metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return version()
+    raise AttributeError(f"module 'katib_metrics' has no attribute {name!r}")

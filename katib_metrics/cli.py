@@ -6,7 +6,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from katib_metrics import __version__
+from katib_metrics import version
 
 # Subcommand → (module, function). Imported lazily so `parse` never pays for gRPC or YAML.
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -34,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(_help())
         return 0 if args else 2
     if args[0] == "--version":
-        print(f"katib-metrics {__version__}")
+        print(f"katib-metrics {version()}")
         return 0
     name = args[0]
     if name not in COMMANDS:

@@ -32,7 +32,6 @@ from parsers.model import (
 )
 from parsers.numbers import format_float32, format_number, parse_go_float
 from parsers.observation import unavailable_rows
-from parsers.prometheus import parse_exposition
 from parsers.stats import ParseStats, Skipped, SkipReason
 from parsers.strategies import Reducer, reduce_logs
 from parsers.stream import BlockParser, scan
@@ -47,11 +46,16 @@ from parsers.timestamps import (
     unix_to_rfc3339,
 )
 
-_LAZY = {"read_event_dir": "parsers.tfevent", "EventDirReader": "parsers.tfevent"}
+_LAZY = {
+    "read_event_dir": "parsers.tfevent",
+    "EventDirReader": "parsers.tfevent",
+    "parse_exposition": "parsers.prometheus",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The event-file reader is imported on first use: it needs protobuf, the rest does not."""
+    """Imported on first use: the event-file reader needs protobuf; both it and the exposition parser cost
+    start-up time that `katib-metrics parse` of a text log should not pay."""
     if name in _LAZY:
         import importlib
 

@@ -14,8 +14,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import regex
-
 from parsers.errors import FilterError
 from parsers.model import DEFAULT_FILTER
 
@@ -186,6 +184,8 @@ def compile_filters(patterns: Iterable[str]) -> tuple[Filter, ...]:
         if pattern == DEFAULT_FILTER:
             compiled.append(DefaultFilter())
             continue
+        import regex  # only user filters need it (per-search timeouts); the default filter runs on `re`
+
         try:
             program = regex.compile(translate_re2(pattern), regex.ASCII | regex.VERSION0)
         except regex.error as err:
