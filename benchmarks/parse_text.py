@@ -135,6 +135,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024, help="size of each log (default 1024)")
     parser.add_argument("--keep", metavar="DIR", help="generate into DIR and keep the logs")
+    parser.add_argument("--logs", default="sparse,dense", help="which logs to run (default: sparse,dense)")
     args = parser.parse_args()
     folder = args.keep or tempfile.mkdtemp(prefix="katib-bench-")
     os.makedirs(folder, exist_ok=True)
@@ -142,6 +143,8 @@ def main() -> int:
         target = args.size_mib << 20
         cases = {"sparse": write_sparse, "dense": write_dense}
         for label, writer in cases.items():
+            if label not in args.logs.split(","):
+                continue
             path = os.path.join(folder, f"{label}.log")
             if not os.path.exists(path) or os.path.getsize(path) < target:
                 started = time.perf_counter()
