@@ -10,10 +10,10 @@ pure: argv in, `SidecarFlags` out, `UsageError` naming the flag on anything wron
 from __future__ import annotations
 
 import enum
-import math
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from parsers.durations import parse_duration as go_duration
 
 __all__ = [
     "FLAGS",
@@ -115,29 +115,13 @@ class HelpRequested(Exception):
     """`-h`/`--help` was given (Go prints usage and exits 0)."""
 
 
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d*\.?\d*)(ns|us|µs|μs|ms|s|m|h)")
-_PLAIN_SECONDS = re.compile(r"\d+(\.\d*)?|\.\d+")
-
-
 def parse_duration(text: str, flag: str = "duration") -> float:
     """Seconds from Go's `time.ParseDuration` syntax (`1m30s`, `500ms`) or plain seconds (`1`, `2.5`)."""
-    body = text.strip()
-    if _PLAIN_SECONDS.fullmatch(body):
-        return float(body)
-    sign = -1.0 if body.startswith("-") else 1.0
-    rest = body[1:] if body[:1] in ("+", "-") else body
-    total, pos = 0.0, 0
-    while rest and pos < len(rest):
-        match = _DURATION_PART.match(rest, pos)
-        if match is None or match.group(1) in ("", "."):
-            raise UsageError(f"invalid value {text!r} for flag -{flag}: not a duration "
-                             "(use Go syntax like 1s, 500ms, 2m30s, or plain seconds)")
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        pos = match.end()
-    if not rest or not math.isfinite(total):
-        raise UsageError(f"invalid value {text!r} for flag -{flag}: not a duration")
-    return sign * total
+    try:
+        return go_duration(text)
+    except ValueError:
+        raise UsageError(f"invalid value {text!r} for flag -{flag}: not a duration "
+                         "(use Go syntax like 1s, 500ms, 2m30s, or plain seconds)") from None
 
 
 _TRUE = {"1", "t", "T", "TRUE", "true", "True"}
