@@ -33,7 +33,7 @@ from decimal import Decimal
 from parsers.errors import SpecError
 from parsers.model import CollectorSpec, MetricLog
 from parsers.numbers import format_number, parse_go_float
-from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
+from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
 from parsers.timestamps import Instant, format_rfc3339
 
 __all__ = [
@@ -207,10 +207,7 @@ class _NotANumber(Exception):
 
 
 def _skip(skip: Skipped, stats: ParseStats | None, on_skip: SkipSink | None) -> None:
-    if stats is not None:
-        stats.record_skip(skip)
-    if on_skip is not None:
-        on_skip(skip)
+    report_skip(skip, stats, on_skip)
 
 
 def _parse_sample(line: str, number: int, open_metrics: bool) -> Sample:

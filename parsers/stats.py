@@ -49,9 +49,14 @@ class ParseStats:
         return sum(self.skipped.values())
 
 
-def note_skip(stats: ParseStats, on_skip: SkipSink | None, where: int, reason: SkipReason, detail: str) -> None:
-    """Count a skipped item in `stats` and hand it to the caller's callback, if any."""
-    skip = Skipped(where, reason, detail)
-    stats.record_skip(skip)
+def report_skip(skip: Skipped, stats: ParseStats | None, on_skip: SkipSink | None) -> None:
+    """Count a skipped item in `stats` (if any) and hand it to the caller's callback (if any)."""
+    if stats is not None:
+        stats.record_skip(skip)
     if on_skip is not None:
         on_skip(skip)
+
+
+def note_skip(stats: ParseStats, on_skip: SkipSink | None, where: int, reason: SkipReason, detail: str) -> None:
+    """`report_skip` for a skip described by its parts."""
+    report_skip(Skipped(where, reason, detail), stats, on_skip)

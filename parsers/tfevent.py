@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
-from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
+from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
 from parsers.tfdecode import decode_records
 from parsers.tfrecord import BadRegion, scan_records
 
@@ -195,9 +195,7 @@ class EventDirReader:
         self._record(Skipped(offset, SkipReason.BAD_RECORD, detail))
 
     def _record(self, skip: Skipped) -> None:
-        self.stats.record_skip(skip)
-        if self._on_skip is not None:
-            self._on_skip(skip)
+        report_skip(skip, self.stats, self._on_skip)
 
 
 @dataclass(slots=True)

@@ -43,7 +43,7 @@ from parsers.prometheus import (
     select_samples,
     to_metric_log,
 )
-from parsers.stats import ParseStats, Skipped, SkipSink
+from parsers.stats import ParseStats, Skipped, SkipSink, report_skip
 
 __all__ = ["DEFAULT_PATH", "DEFAULT_PORT", "PrometheusSource", "ScrapeStats", "scrape_url"]
 
@@ -189,10 +189,7 @@ class PrometheusSource:
             self._stats.lines += lines
             self._stats.values.update(row.name for row in rows)
         for skip in new_skips:
-            if self._stats is not None:
-                self._stats.record_skip(skip)
-            if self._on_skip is not None:
-                self._on_skip(skip)
+            report_skip(skip, self._stats, self._on_skip)
 
     def _failed(self, exc: _ScrapeFailed) -> None:
         message = f"scraping {self.url} failed: {exc}"
