@@ -27,8 +27,8 @@ from typing import Any
 
 import grpc
 
-from collector.dbmanager import serve
-from collector.report._generated import api_pb2, api_pb2_grpc
+from katib_metrics.collector.dbmanager import serve
+from katib_metrics.collector.report._generated import api_pb2, api_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[1]
 

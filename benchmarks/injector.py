@@ -35,7 +35,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from injector.certs import issue_certificates  # noqa: E402
+from katib_metrics.injector.certs import issue_certificates  # noqa: E402
 from tests.injector import factories as f  # noqa: E402
 from tests.injector.apiserver import FakeApiServer  # noqa: E402
 
@@ -66,7 +66,7 @@ def start_injector(api: FakeApiServer, tmp: pathlib.Path) -> tuple[subprocess.Po
         "users": [{"name": "injector", "user": {"token": "bench"}}],
         "contexts": [{"name": "bench", "context": {"cluster": "local", "user": "injector"}}]}))
     (tmp / "katib-config.yaml").write_text(f.ALL_KINDS_CONFIG)
-    argv = [sys.executable, "-m", "injector.cli", "serve", "--listen", "127.0.0.1:0", "--metrics-listen",
+    argv = [sys.executable, "-m", "katib_metrics.injector.cli", "serve", "--listen", "127.0.0.1:0", "--metrics-listen",
             "127.0.0.1:0", "--tls-cert-file", str(tmp / "tls.crt"), "--tls-key-file", str(tmp / "tls.key"),
             "--kubeconfig", str(tmp / "kubeconfig"), "--katib-config", str(tmp / "katib-config.yaml")]
     env = {**os.environ, "KATIB_INJECTOR_LOG_LEVEL": "INFO"}  # as deployed: one log line per mutated pod

@@ -36,7 +36,7 @@ STYLES = ("simple", "tensor")
 
 
 def _frame(data: bytes) -> bytes:
-    from parsers.tfrecord import masked_crc32c
+    from katib_metrics.parsers.tfrecord import masked_crc32c
 
     header = struct.pack("<Q", len(data))
     return header + struct.pack("<I", masked_crc32c(header)) + data + struct.pack("<I", masked_crc32c(data))
@@ -58,7 +58,7 @@ def _event(style: str, step: int) -> bytes:
 
 def _real_writer_record(style: str) -> bytes:
     """The record the real writer produces for step 0 (to check the generated layout)."""
-    from parsers.tfrecord import scan_records
+    from katib_metrics.parsers.tfrecord import scan_records
 
     with tempfile.TemporaryDirectory() as logdir:
         if style == "simple":
@@ -99,8 +99,8 @@ def generate(path: pathlib.Path, style: str, events: int) -> None:
 
 
 def measure_ours(path: pathlib.Path) -> int:
-    from parsers.model import CollectorSpec
-    from parsers.tfevent import read_event_dir
+    from katib_metrics.parsers.model import CollectorSpec
+    from katib_metrics.parsers.tfevent import read_event_dir
 
     count = 0
     for _ in read_event_dir(path.parent, CollectorSpec(metric_names=(TAG,))):

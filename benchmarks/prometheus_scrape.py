@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from collector.exposition import CollectorMetrics
-from collector.sources.prometheus import PrometheusSource
-from parsers.model import CollectorSpec, MetricSummary, ObjectiveType
-from parsers.prometheus import parse_exposition
+from katib_metrics.collector.exposition import CollectorMetrics
+from katib_metrics.collector.sources.prometheus import PrometheusSource
+from katib_metrics.parsers.model import CollectorSpec, MetricSummary, ObjectiveType
+from katib_metrics.parsers.prometheus import parse_exposition
 
 
 def exposition(series: int) -> str:

@@ -14,9 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from collector.dbmanager.server import serve
-from collector.report import DBManagerReporter, get_observation_log
-from parsers.model import MetricLog
+from katib_metrics.collector.dbmanager.server import serve
+from katib_metrics.collector.report import DBManagerReporter, get_observation_log
+from katib_metrics.parsers.model import MetricLog
 
 
 def make_logs(rows: int) -> list[MetricLog]:

@@ -17,12 +17,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from collector.flags import HelpRequested, UsageError, parse_duration, parse_sidecar_flags, usage
-from collector.lifecycle import Waker
-from collector.settings import check_address, resolve_settings, split_names
+from katib_metrics.collector.flags import HelpRequested, UsageError, parse_duration, parse_sidecar_flags, usage
+from katib_metrics.collector.lifecycle import Waker
+from katib_metrics.collector.settings import check_address, resolve_settings, split_names
 
 if TYPE_CHECKING:
-    from collector.run import RunOptions
+    from katib_metrics.collector.run import RunOptions
 
 __all__ = ["collect_main", "run_main"]
 
@@ -66,7 +66,7 @@ def collect_main(argv: list[str], prog: str) -> int:
     except UsageError as err:
         return _usage_error(prog, err)
     _configure_logging()
-    from collector.sidecar import run_sidecar  # gRPC and prometheus_client load only for a real run
+    from katib_metrics.collector.sidecar import run_sidecar  # gRPC and prometheus_client load only for a real run
 
     waker = Waker()
 
@@ -124,11 +124,11 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
 
 
 def _run_options(args: argparse.Namespace, command: list[str]) -> RunOptions:
-    from collector.earlystop import parse_stop_rules
-    from collector.run import RunOptions, default_trial_name
-    from parsers.errors import FilterError
-    from parsers.filters import compile_filters
-    from parsers.model import CollectorSpec, FileFormat, ObjectiveType
+    from katib_metrics.collector.earlystop import parse_stop_rules
+    from katib_metrics.collector.run import RunOptions, default_trial_name
+    from katib_metrics.parsers.errors import FilterError
+    from katib_metrics.parsers.filters import compile_filters
+    from katib_metrics.parsers.model import CollectorSpec, FileFormat, ObjectiveType
 
     fmt = FileFormat.TFEVENT if args.tfevent_dir else FileFormat((args.format or "text").upper())
     if fmt is FileFormat.TFEVENT and not args.tfevent_dir:
@@ -163,7 +163,7 @@ def run_main(argv: list[str], prog: str) -> int:
     except UsageError as err:
         return _usage_error(prog, err)
     _configure_logging("WARNING")  # the command's own output is what people watch
-    from collector.run import run_command
+    from katib_metrics.collector.run import run_command
 
     _tune_gc()
     return run_command(options)

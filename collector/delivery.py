@@ -14,10 +14,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from collector.report import MAX_ROWS_PER_REQUEST, DBManagerReporter, ReportError
-from collector.report.observer import ReportObserver, ReportOutcome
-from collector.store import MetricStore
-from parsers.model import MetricLog
+from katib_metrics.collector.report import MAX_ROWS_PER_REQUEST, DBManagerReporter, ReportError
+from katib_metrics.collector.report.observer import ReportObserver, ReportOutcome
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.model import MetricLog
 
 __all__ = ["Delivery", "deliver"]
 

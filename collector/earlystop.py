@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from collector.flags import UsageError
-from parsers.model import MetricLog, ObjectiveType
-from parsers.numbers import format_number, parse_go_float
+from katib_metrics.collector.flags import UsageError
+from katib_metrics.parsers.model import MetricLog, ObjectiveType
+from katib_metrics.parsers.numbers import format_number, parse_go_float
 
 if TYPE_CHECKING:  # the sources package loads watchdog; settings must stay light
-    from collector.sources.base import LogSource
+    from katib_metrics.collector.sources.base import LogSource
 
 __all__ = ["DEFAULT_STOP_GRACE", "Comparison", "Decision", "RuleEngine", "RuleWatch", "StopRule", "parse_stop_rules"]
 

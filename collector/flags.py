@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from parsers.durations import parse_duration as go_duration
+from katib_metrics.parsers.durations import parse_duration as go_duration
 
 __all__ = [
     "FLAGS",

@@ -17,17 +17,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from collector.sources.base import BlockSource, LogSource
-from collector.sources.tail import WatchedTail
-from collector.store import MetricStore
-from parsers.lines import make_line_parser
-from parsers.model import CollectorSpec, FileFormat, MetricLog
-from parsers.stats import ParseStats, SkipSink
-from parsers.stream import BlockParser
-from parsers.timestamps import unix_to_rfc3339
+from katib_metrics.collector.sources.base import BlockSource, LogSource
+from katib_metrics.collector.sources.tail import WatchedTail
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.lines import make_line_parser
+from katib_metrics.parsers.model import CollectorSpec, FileFormat, MetricLog
+from katib_metrics.parsers.stats import ParseStats, SkipSink
+from katib_metrics.parsers.stream import BlockParser
+from katib_metrics.parsers.timestamps import unix_to_rfc3339
 
 if TYPE_CHECKING:
-    from parsers.lines import LineParser
+    from katib_metrics.parsers.lines import LineParser
 
 __all__ = ["ParsedLines", "Pipeline", "open_source"]
 
@@ -173,13 +173,13 @@ def open_source(
 ) -> LogSource:
     """The source and parser for `spec.format`: a file tail + line parser, an event dir, or a scrape."""
     if spec.format is FileFormat.PROMETHEUS:
-        from collector.sources.prometheus import PrometheusSource
+        from katib_metrics.collector.sources.prometheus import PrometheusSource
 
         return PrometheusSource(spec, prometheus_url, interval=scrape_interval, stats=stats, on_skip=on_skip)
     if path is None:
         raise ValueError(f"a {spec.format} source needs a path")
     if spec.format is FileFormat.TFEVENT:
-        from collector.sources.eventdir import EventDirSource
+        from katib_metrics.collector.sources.eventdir import EventDirSource
 
         return EventDirSource(path, spec, stats=stats, on_skip=on_skip)
     parser = make_line_parser(spec, regex_timeout=regex_timeout, stats=stats, on_skip=on_skip)

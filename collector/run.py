@@ -23,18 +23,18 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO, TextIO
 
-from collector.dbmanager import StoreError, default_db_path, serve
-from collector.delivery import Delivery, deliver
-from collector.earlystop import DEFAULT_STOP_GRACE, StopRule
-from collector.pipeline import ParsedLines, Pipeline, open_source
-from collector.report import ReportError
-from collector.sources.base import LogSource
-from collector.sources.pipe import ProcessOutput
-from collector.stopper import EarlyStop
-from collector.store import MetricStore
-from parsers.lines import make_line_parser
-from parsers.model import CollectorSpec, MetricSummary
-from parsers.stats import ParseStats
+from katib_metrics.collector.dbmanager import StoreError, default_db_path, serve
+from katib_metrics.collector.delivery import Delivery, deliver
+from katib_metrics.collector.earlystop import DEFAULT_STOP_GRACE, StopRule
+from katib_metrics.collector.pipeline import ParsedLines, Pipeline, open_source
+from katib_metrics.collector.report import ReportError
+from katib_metrics.collector.sources.base import LogSource
+from katib_metrics.collector.sources.pipe import ProcessOutput
+from katib_metrics.collector.stopper import EarlyStop
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.lines import make_line_parser
+from katib_metrics.parsers.model import CollectorSpec, MetricSummary
+from katib_metrics.parsers.stats import ParseStats
 
 __all__ = ["RunOptions", "default_trial_name", "format_table", "run_command"]
 

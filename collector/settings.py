@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.earlystop import DEFAULT_STOP_GRACE, StopRule, parse_stop_rules
-from collector.flags import SidecarFlags, UsageError, go_parse_bool
-from parsers.errors import FilterError
-from parsers.filters import compile_filters, split_katib_filters
-from parsers.model import CollectorSpec, FileFormat, ObjectiveType
+from katib_metrics.collector.earlystop import DEFAULT_STOP_GRACE, StopRule, parse_stop_rules
+from katib_metrics.collector.flags import SidecarFlags, UsageError, go_parse_bool
+from katib_metrics.parsers.errors import FilterError
+from katib_metrics.parsers.filters import compile_filters, split_katib_filters
+from katib_metrics.parsers.model import CollectorSpec, FileFormat, ObjectiveType
 
 __all__ = ["DEFAULT_MESH_PROXIES", "Settings", "StopRule", "resolve_settings"]
 

@@ -18,16 +18,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from collector.exposition import CollectorMetrics, MetricsServerError, serve_metrics
-from collector.lifecycle import Outcome, ProcessTable, WaitResult, Waker, output_evidence, wait_for_training
-from collector.pipeline import Pipeline, open_source
-from collector.report import ReportError
-from collector.settings import Settings
-from collector.shipper import Shipper
-from collector.stopper import early_stop_for
-from collector.store import MetricStore
-from parsers.model import FileFormat
-from parsers.stats import ParseStats, Skipped
+from katib_metrics.collector.exposition import CollectorMetrics, MetricsServerError, serve_metrics
+from katib_metrics.collector.lifecycle import Outcome, ProcessTable, WaitResult, Waker, output_evidence, wait_for_training
+from katib_metrics.collector.pipeline import Pipeline, open_source
+from katib_metrics.collector.report import ReportError
+from katib_metrics.collector.settings import Settings
+from katib_metrics.collector.shipper import Shipper
+from katib_metrics.collector.stopper import early_stop_for
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.model import FileFormat
+from katib_metrics.parsers.stats import ParseStats, Skipped
 
 __all__ = ["EXIT_OK", "EXIT_REPORT_FAILED", "EXIT_USAGE", "SkipLog", "run_sidecar"]
 

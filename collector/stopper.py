@@ -24,12 +24,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from collector.earlystop import DEFAULT_STOP_GRACE, Decision, RuleEngine, RuleWatch, StopRule
-from collector.lifecycle import EARLY_STOPPED, ProcessInfo, ProcessTable, ProcFS, find_main_processes
-from collector.report import EarlyStoppingClient, TrialStatusError
-from collector.settings import Settings
-from collector.sources.base import LogSource
-from parsers.model import CollectorSpec
+from katib_metrics.collector.earlystop import DEFAULT_STOP_GRACE, Decision, RuleEngine, RuleWatch, StopRule
+from katib_metrics.collector.lifecycle import EARLY_STOPPED, ProcessInfo, ProcessTable, ProcFS, find_main_processes
+from katib_metrics.collector.report import EarlyStoppingClient, TrialStatusError
+from katib_metrics.collector.settings import Settings
+from katib_metrics.collector.sources.base import LogSource
+from katib_metrics.parsers.model import CollectorSpec
 
 __all__ = ["EarlyStop", "TreeKill", "descendants", "early_stop_for", "tell_trial_stopped", "write_marker"]
 

@@ -22,10 +22,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from parsers.model import CollectorSpec, MetricLog, MetricSummary
-from parsers.observation import unavailable_rows
-from parsers.stats import ParseStats
-from parsers.strategies import Reducer
+from katib_metrics.parsers.model import CollectorSpec, MetricLog, MetricSummary
+from katib_metrics.parsers.observation import unavailable_rows
+from katib_metrics.parsers.stats import ParseStats
+from katib_metrics.parsers.strategies import Reducer
 
 __all__ = ["MetricStore"]
 

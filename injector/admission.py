@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from injector.config import KatibConfig
-from injector.errors import DeniedError, InjectorError, LookupFailedError
-from injector.mutate import ImageConfig, Resolved, entrypoint_container, mutate_pod
-from injector.patch import json_patch
-from injector.review import InvalidReview, allowed, decode_review, denied, invalid, patched
-from injector.sidecar import SidecarOptions
-from injector.trial import Algorithm, Trial
+from katib_metrics.injector.config import KatibConfig
+from katib_metrics.injector.errors import DeniedError, InjectorError, LookupFailedError
+from katib_metrics.injector.mutate import ImageConfig, Resolved, entrypoint_container, mutate_pod
+from katib_metrics.injector.patch import json_patch
+from katib_metrics.injector.review import InvalidReview, allowed, decode_review, denied, invalid, patched
+from katib_metrics.injector.sidecar import SidecarOptions
+from katib_metrics.injector.trial import Algorithm, Trial
 
 __all__ = ["OUTCOMES", "AdmissionHandler", "Answer", "TrialResolver"]
 

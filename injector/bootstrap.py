@@ -26,9 +26,9 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 
-from injector.certs import Issued, issue_certificates
-from injector.errors import ConfigError, ConflictError, LookupFailedError, NotFoundError
-from injector.settings import BootstrapSettings
+from katib_metrics.injector.certs import Issued, issue_certificates
+from katib_metrics.injector.errors import ConfigError, ConflictError, LookupFailedError, NotFoundError
+from katib_metrics.injector.settings import BootstrapSettings
 
 __all__ = ["CertificateBootstrap", "CertificateKeeper", "ObjectApi", "service_dns_names", "unusable_reason",
            "write_files", "write_placeholder"]

@@ -17,13 +17,13 @@ from typing import Any
 
 import yaml
 
-from injector.config import KatibConfig, load_katib_config
-from injector.errors import DeniedError, InjectorError
-from injector.mutate import Resolved, mutate_pod
-from injector.patch import json_patch
-from injector.settings import SHIPPED_KATIB_CONFIG, db_manager_address
-from injector.sidecar import SidecarOptions
-from injector.trial import Trial, algorithm_from_object
+from katib_metrics.injector.config import KatibConfig, load_katib_config
+from katib_metrics.injector.errors import DeniedError, InjectorError
+from katib_metrics.injector.mutate import Resolved, mutate_pod
+from katib_metrics.injector.patch import json_patch
+from katib_metrics.injector.settings import SHIPPED_KATIB_CONFIG, db_manager_address
+from katib_metrics.injector.sidecar import SidecarOptions
+from katib_metrics.injector.trial import Trial, algorithm_from_object
 
 __all__ = ["main"]
 
@@ -66,7 +66,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     mutate.add_argument("--output", choices=("yaml", "patch"), default="yaml",
                         help="yaml: the mutated pod (default); patch: the JSON patch the webhook would return")
     _add_sidecar_options(mutate)
-    from injector.serve_cli import add_serve_parser  # the server's options live next to its wiring
+    from katib_metrics.injector.serve_cli import add_serve_parser  # the server's options live next to its wiring
 
     add_serve_parser(commands, _add_sidecar_options)
     return parser
@@ -136,7 +136,7 @@ def main(argv: list[str], prog: str) -> int:
     try:
         if args.command == "mutate":
             return _run_mutate(args, os.environ)
-        from injector.serve_cli import run_serve
+        from katib_metrics.injector.serve_cli import run_serve
 
         config = read_katib_config(args.katib_config) if args.katib_config else None
         return run_serve(args, os.environ, sidecar_options(args, os.environ), config)

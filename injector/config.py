@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from injector.errors import ConfigError
+from katib_metrics.injector.errors import ConfigError
 
 __all__ = [
     "CONFIGMAP_KEY",

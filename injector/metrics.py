@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from injector.admission import OUTCOMES
+from katib_metrics.injector.admission import OUTCOMES
 
 __all__ = ["InjectorMetrics"]
 

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from injector.config import KatibConfig
-from injector.errors import DeniedError, EntrypointError
-from injector.sidecar import COLLECTOR_NAMES, SCRATCH_VOLUME, SidecarOptions, build_sidecar
-from injector.trial import TRIAL_LABEL, Algorithm, CollectorKind, Trial
-from injector.wrap import WrapSpec, escape_for_kubelet, wrap_command
+from katib_metrics.injector.config import KatibConfig
+from katib_metrics.injector.errors import DeniedError, EntrypointError
+from katib_metrics.injector.sidecar import COLLECTOR_NAMES, SCRATCH_VOLUME, SidecarOptions, build_sidecar
+from katib_metrics.injector.trial import TRIAL_LABEL, Algorithm, CollectorKind, Trial
+from katib_metrics.injector.wrap import WrapSpec, escape_for_kubelet, wrap_command
 
 __all__ = ["ImageConfig", "Mutation", "Resolved", "entrypoint_container", "go_clean", "go_dir", "mutate_pod"]
 

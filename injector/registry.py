@@ -24,10 +24,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
-from injector.cache import TtlCache
-from injector.errors import RegistryAuthError, RegistryError
-from injector.imageref import Credential, ImageRef, matching, parse_image, unique
-from injector.mutate import ImageConfig
+from katib_metrics.injector.cache import TtlCache
+from katib_metrics.injector.errors import RegistryAuthError, RegistryError
+from katib_metrics.injector.imageref import Credential, ImageRef, matching, parse_image, unique
+from katib_metrics.injector.mutate import ImageConfig
 
 __all__ = ["RegistryClient", "parse_challenge"]
 

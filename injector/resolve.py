@@ -18,9 +18,9 @@ from lightkube.core.resource_registry import resource_registry
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.types import PatchType
 
-from injector.cache import TtlCache
-from injector.config import CONFIGMAP_KEY, KatibConfig, load_katib_config
-from injector.errors import (
+from katib_metrics.injector.cache import TtlCache
+from katib_metrics.injector.config import CONFIGMAP_KEY, KatibConfig, load_katib_config
+from katib_metrics.injector.errors import (
     ConfigError,
     ConflictError,
     EntrypointError,
@@ -28,9 +28,9 @@ from injector.errors import (
     NotFoundError,
     RegistryError,
 )
-from injector.imageref import Credential, credentials_from_secret
-from injector.mutate import ImageConfig
-from injector.trial import Algorithm, Trial, algorithm_from_object
+from katib_metrics.injector.imageref import Credential, credentials_from_secret
+from katib_metrics.injector.mutate import ImageConfig
+from katib_metrics.injector.trial import Algorithm, Trial, algorithm_from_object
 
 __all__ = ["ApiResolver", "ImageSource", "KubeConfig", "KubeReader", "TtlCache", "default_namespace", "guess_plural",
            "kube_config"]

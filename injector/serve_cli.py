@@ -14,17 +14,17 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from injector.admission import AdmissionHandler
-from injector.bootstrap import CertificateBootstrap, CertificateKeeper, write_placeholder
-from injector.certs import CertificateReloader
-from injector.config import KatibConfig
-from injector.errors import ConfigError
-from injector.metrics import InjectorMetrics
-from injector.registry import RegistryClient
-from injector.resolve import ApiResolver, KubeConfig, KubeReader, default_namespace, kube_config
-from injector.server import WebhookApp, WebhookServer, start_in_thread
-from injector.settings import BootstrapSettings, ServeSettings, split_host_port
-from injector.sidecar import SidecarOptions
+from katib_metrics.injector.admission import AdmissionHandler
+from katib_metrics.injector.bootstrap import CertificateBootstrap, CertificateKeeper, write_placeholder
+from katib_metrics.injector.certs import CertificateReloader
+from katib_metrics.injector.config import KatibConfig
+from katib_metrics.injector.errors import ConfigError
+from katib_metrics.injector.metrics import InjectorMetrics
+from katib_metrics.injector.registry import RegistryClient
+from katib_metrics.injector.resolve import ApiResolver, KubeConfig, KubeReader, default_namespace, kube_config
+from katib_metrics.injector.server import WebhookApp, WebhookServer, start_in_thread
+from katib_metrics.injector.settings import BootstrapSettings, ServeSettings, split_host_port
+from katib_metrics.injector.sidecar import SidecarOptions
 
 __all__ = ["add_serve_parser", "build_servers", "registry_client", "run_serve"]
 

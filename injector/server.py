@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from injector.admission import AdmissionHandler, Answer
-from injector.certs import CertificateReloader
-from injector.httpwire import HttpError, Request, read_request, response_bytes
-from injector.metrics import InjectorMetrics
-from injector.review import InvalidReview, denied, invalid
+from katib_metrics.injector.admission import AdmissionHandler, Answer
+from katib_metrics.injector.certs import CertificateReloader
+from katib_metrics.injector.httpwire import HttpError, Request, read_request, response_bytes
+from katib_metrics.injector.metrics import InjectorMetrics
+from katib_metrics.injector.review import InvalidReview, denied, invalid
 
 __all__ = ["MAX_BODY", "WebhookApp", "WebhookServer", "start_in_thread"]
 

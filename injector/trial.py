@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from injector.errors import InvalidObjectError
+from katib_metrics.injector.errors import InvalidObjectError
 
 __all__ = [
     "DEFAULT_METRICS_FILE",

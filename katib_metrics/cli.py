@@ -10,11 +10,11 @@ from katib_metrics import version
 
 # Subcommand → (module, function). Imported lazily so `parse` never pays for gRPC or YAML.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "parse": ("parsers.cli", "main", "parse a metrics log, JSON lines or event directory and print the metrics"),
-    "collect": ("collector.cli", "collect_main", "the sidecar: Katib's collector flags, reports over gRPC"),
-    "run": ("collector.cli", "run_main", "run a training command locally and collect its metrics"),
-    "db-manager": ("collector.dbmanager.cli", "main", "a local Katib db-manager (gRPC) over SQLite"),
-    "injector": ("injector.cli", "main", "the admission webhook: `serve` or `mutate`"),
+    "parse": ("katib_metrics.parsers.cli", "main", "parse a metrics log, JSON lines or event directory and print the metrics"),
+    "collect": ("katib_metrics.collector.cli", "collect_main", "the sidecar: Katib's collector flags, reports over gRPC"),
+    "run": ("katib_metrics.collector.cli", "run_main", "run a training command locally and collect its metrics"),
+    "db-manager": ("katib_metrics.collector.dbmanager.cli", "main", "a local Katib db-manager (gRPC) over SQLite"),
+    "injector": ("katib_metrics.injector.cli", "main", "the admission webhook: `serve` or `mutate`"),
 }
 
 USAGE = "usage: katib-metrics [--version] [-h] COMMAND [ARGS...]"

@@ -2,7 +2,7 @@
 
 Usable on its own, e.g. in a training project's tests, to check that its logs parse:
 
-    from parsers import CollectorSpec, make_line_parser, reduce_logs
+    from katib_metrics.parsers import CollectorSpec, make_line_parser, reduce_logs
     spec = CollectorSpec(metric_names=("accuracy",))
     logs = make_line_parser(spec).parse_line("epoch=3 accuracy=0.91", 1)
     assert reduce_logs(spec, logs)[0].latest == "0.91"
@@ -14,11 +14,11 @@ Imports only the standard library and `regex` (bounded-time user filters); the T
 
 from typing import Any
 
-from parsers.errors import FilterError, InputError, ParseError, SpecError
-from parsers.filters import compile_filters, split_katib_filters
-from parsers.jsonl import JsonLinesParser
-from parsers.lines import LineParser, iter_lines, make_line_parser
-from parsers.model import (
+from katib_metrics.parsers.errors import FilterError, InputError, ParseError, SpecError
+from katib_metrics.parsers.filters import compile_filters, split_katib_filters
+from katib_metrics.parsers.jsonl import JsonLinesParser
+from katib_metrics.parsers.lines import LineParser, iter_lines, make_line_parser
+from katib_metrics.parsers.model import (
     DEFAULT_FILTER,
     UNAVAILABLE,
     ZERO_TIME,
@@ -30,13 +30,13 @@ from parsers.model import (
     ObservationLog,
     Strategy,
 )
-from parsers.numbers import format_float32, format_number, parse_go_float
-from parsers.observation import unavailable_rows
-from parsers.stats import ParseStats, Skipped, SkipReason
-from parsers.strategies import Reducer, reduce_logs
-from parsers.stream import BlockParser, scan
-from parsers.text import TextParser
-from parsers.timestamps import (
+from katib_metrics.parsers.numbers import format_float32, format_number, parse_go_float
+from katib_metrics.parsers.observation import unavailable_rows
+from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason
+from katib_metrics.parsers.strategies import Reducer, reduce_logs
+from katib_metrics.parsers.stream import BlockParser, scan
+from katib_metrics.parsers.text import TextParser
+from katib_metrics.parsers.timestamps import (
     Instant,
     format_rfc3339,
     is_go_rfc3339nano,
@@ -47,9 +47,9 @@ from parsers.timestamps import (
 )
 
 _LAZY = {
-    "read_event_dir": "parsers.tfevent",
-    "EventDirReader": "parsers.tfevent",
-    "parse_exposition": "parsers.prometheus",
+    "read_event_dir": "katib_metrics.parsers.tfevent",
+    "EventDirReader": "katib_metrics.parsers.tfevent",
+    "parse_exposition": "katib_metrics.parsers.prometheus",
 }
 
 

@@ -13,10 +13,10 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import BinaryIO, NoReturn, TextIO
 
-from parsers.durations import parse_duration
-from parsers.errors import SpecError
-from parsers.jsonl import JsonLinesParser
-from parsers.model import (
+from katib_metrics.parsers.durations import parse_duration
+from katib_metrics.parsers.errors import SpecError
+from katib_metrics.parsers.jsonl import JsonLinesParser
+from katib_metrics.parsers.model import (
     ZERO_TIME,
     CollectorSpec,
     FileFormat,
@@ -25,11 +25,11 @@ from parsers.model import (
     ObjectiveType,
     Strategy,
 )
-from parsers.observation import unavailable_rows
-from parsers.stats import ParseStats, Skipped
-from parsers.strategies import Reducer
-from parsers.stream import scan
-from parsers.text import DEFAULT_REGEX_TIMEOUT, TextParser
+from katib_metrics.parsers.observation import unavailable_rows
+from katib_metrics.parsers.stats import ParseStats, Skipped
+from katib_metrics.parsers.strategies import Reducer
+from katib_metrics.parsers.stream import scan
+from katib_metrics.parsers.text import DEFAULT_REGEX_TIMEOUT, TextParser
 
 __all__ = ["main"]
 
@@ -184,7 +184,7 @@ def _batches(
     spec: CollectorSpec, path: str, stats: ParseStats, warn: _Warnings, text_parser: TextParser | None
 ) -> Iterator[list[MetricLog]]:
     if spec.format is FileFormat.TFEVENT:
-        from parsers.tfevent import read_event_dir  # protobuf is only needed for event files
+        from katib_metrics.parsers.tfevent import read_event_dir  # protobuf is only needed for event files
 
         yield list(read_event_dir(path, spec, stats, warn))
         return
@@ -194,7 +194,7 @@ def _batches(
         elif spec.format is FileFormat.JSON:
             yield from scan(stream, JsonLinesParser(spec, stats=stats, on_skip=warn))
         else:
-            from parsers.prometheus import line_count, parse_exposition
+            from katib_metrics.parsers.prometheus import line_count, parse_exposition
 
             text = stream.read().decode("utf-8", "replace")
             stats.lines += line_count(text)

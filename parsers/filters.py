@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from parsers.errors import FilterError
-from parsers.model import DEFAULT_FILTER
+from katib_metrics.parsers.errors import FilterError
+from katib_metrics.parsers.model import DEFAULT_FILTER
 
 __all__ = [
     "DefaultFilter",

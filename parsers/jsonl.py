@@ -6,10 +6,10 @@ import json
 import math
 from typing import Any
 
-from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
-from parsers.numbers import format_number, parse_go_float
-from parsers.stats import ParseStats, SkipReason, SkipSink, note_skip
-from parsers.timestamps import json_timestamp
+from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
+from katib_metrics.parsers.numbers import format_number, parse_go_float
+from katib_metrics.parsers.stats import ParseStats, SkipReason, SkipSink, note_skip
+from katib_metrics.parsers.timestamps import json_timestamp
 
 __all__ = ["TIMESTAMP_KEY", "JsonLinesParser"]
 

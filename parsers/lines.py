@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Protocol
 
-from parsers.errors import SpecError
-from parsers.jsonl import JsonLinesParser
-from parsers.model import CollectorSpec, FileFormat, MetricLog
-from parsers.stats import ParseStats, SkipSink
-from parsers.text import DEFAULT_REGEX_TIMEOUT, TextParser
+from katib_metrics.parsers.errors import SpecError
+from katib_metrics.parsers.jsonl import JsonLinesParser
+from katib_metrics.parsers.model import CollectorSpec, FileFormat, MetricLog
+from katib_metrics.parsers.stats import ParseStats, SkipSink
+from katib_metrics.parsers.text import DEFAULT_REGEX_TIMEOUT, TextParser
 
 __all__ = ["LineParser", "decode_line", "iter_lines", "make_line_parser"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from parsers.model import CollectorSpec, MetricLog
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
 
 __all__ = ["unavailable_rows"]
 

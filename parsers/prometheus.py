@@ -30,11 +30,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
-from parsers.errors import SpecError
-from parsers.model import CollectorSpec, MetricLog
-from parsers.numbers import format_number, parse_go_float
-from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
-from parsers.timestamps import Instant, format_rfc3339
+from katib_metrics.parsers.errors import SpecError
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
+from katib_metrics.parsers.numbers import format_number, parse_go_float
+from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
+from katib_metrics.parsers.timestamps import Instant, format_rfc3339
 
 __all__ = [
     "Labels",

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from itertools import compress
 from operator import itemgetter
 
-from parsers.model import UNAVAILABLE, CollectorSpec, MetricLog, MetricSummary
-from parsers.numbers import PLAIN_FLOAT as _PLAIN_FLOAT
-from parsers.numbers import parse_go_float, plain_floats
-from parsers.timestamps import Instant, parse_rfc3339
+from katib_metrics.parsers.model import UNAVAILABLE, CollectorSpec, MetricLog, MetricSummary
+from katib_metrics.parsers.numbers import PLAIN_FLOAT as _PLAIN_FLOAT
+from katib_metrics.parsers.numbers import parse_go_float, plain_floats
+from katib_metrics.parsers.timestamps import Instant, parse_rfc3339
 
 __all__ = ["Reducer", "reduce_logs"]
 

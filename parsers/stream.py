@@ -13,12 +13,12 @@ import re
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from parsers.filters import DefaultFilter
-from parsers.lines import LineParser, decode_line
-from parsers.model import ZERO_TIME, MetricLog
-from parsers.template import LineTemplate
-from parsers.text import TextParser
-from parsers.timestamps import line_timestamp
+from katib_metrics.parsers.filters import DefaultFilter
+from katib_metrics.parsers.lines import LineParser, decode_line
+from katib_metrics.parsers.model import ZERO_TIME, MetricLog
+from katib_metrics.parsers.template import LineTemplate
+from katib_metrics.parsers.text import TextParser
+from katib_metrics.parsers.timestamps import line_timestamp
 
 __all__ = ["BlockParser", "iter_blocks", "scan"]
 

@@ -22,10 +22,10 @@ from collections import Counter
 from itertools import chain, repeat
 from operator import itemgetter
 
-from parsers.filters import default_filter_spans
-from parsers.model import MetricLog
-from parsers.numbers import plain_floats
-from parsers.timestamps import all_go_rfc3339nano, line_timestamp
+from katib_metrics.parsers.filters import default_filter_spans
+from katib_metrics.parsers.model import MetricLog
+from katib_metrics.parsers.numbers import plain_floats
+from katib_metrics.parsers.timestamps import all_go_rfc3339nano, line_timestamp
 
 __all__ = ["LineTemplate"]
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 
-from parsers.filters import Filter, FilterTimeout, compile_filters
-from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
-from parsers.numbers import parse_go_float
-from parsers.stats import ParseStats, SkipReason, SkipSink, note_skip
-from parsers.timestamps import line_timestamp
+from katib_metrics.parsers.filters import Filter, FilterTimeout, compile_filters
+from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
+from katib_metrics.parsers.numbers import parse_go_float
+from katib_metrics.parsers.stats import ParseStats, SkipReason, SkipSink, note_skip
+from katib_metrics.parsers.timestamps import line_timestamp
 
 __all__ = ["TextParser"]
 

@@ -23,8 +23,8 @@ from typing import Any, Final
 
 from google.protobuf.message import DecodeError
 
-from parsers._generated.katib_tfevent_pb2 import Event
-from parsers.tfvalues import NotAScalar, float32_text, float32_texts, tensor_text
+from katib_metrics.parsers._generated.katib_tfevent_pb2 import Event
+from katib_metrics.parsers.tfvalues import NotAScalar, float32_text, float32_texts, tensor_text
 
 __all__ = ["Decoded", "decode_records"]
 

@@ -37,10 +37,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
-from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
-from parsers.tfdecode import decode_records
-from parsers.tfrecord import BadRegion, scan_records
+from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
+from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
+from katib_metrics.parsers.tfdecode import decode_records
+from katib_metrics.parsers.tfrecord import BadRegion, scan_records
 
 __all__ = ["EVENT_FILE_MARK", "EventDirReader", "read_event_dir"]
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from itertools import compress
 from typing import Any, Final
 
-from parsers.numbers import format_float32, format_number
+from katib_metrics.parsers.numbers import format_float32, format_number
 
 __all__ = ["NotAScalar", "float32_text", "float32_texts", "minifloat_text", "tensor_text"]
 

@@ -26,7 +26,7 @@ Rules (DESIGN difference 5, reference §2.4, §2.5, §1.5, §8.1):
 
 Cost per call, CPython 3.11 on the shared 2-core build machine at load ~1 (under load 6 all figures
 roughly tripled), measured with
-`python -m timeit -s 'from parsers.timestamps import line_timestamp as f' 'f("<line>")'`:
+`python -m timeit -s 'from katib_metrics.parsers.timestamps import line_timestamp as f' 'f("<line>")'`:
 a line starting with a letter → None in ~0.12-0.17 µs (most of it the call itself); a Katib-valid token
 (`2021-12-02T14:27:50.000035161+09:00 loss=1`) ~1.4-1.7 µs; a Python logging asctime line, normalised,
 ~2.5 µs; a digit-led line without a time stamp (`1 loss=0.5`) ~0.8 µs. Day-of-month validity, day numbers

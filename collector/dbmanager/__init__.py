@@ -1,7 +1,7 @@
 """The local db-manager: Katib's DBManager gRPC API over SQLite, for running without a cluster."""
 
-from collector.dbmanager.server import AddressError, BindError, RunningServer, serve
-from collector.dbmanager.store import (
+from katib_metrics.collector.dbmanager.server import AddressError, BindError, RunningServer, serve
+from katib_metrics.collector.dbmanager.store import (
     InvalidTimestamp,
     ObservationStore,
     StoreError,

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from collector.dbmanager.server import AddressError, BindError, parse_listen, serve
-from collector.dbmanager.store import StoreError, default_db_path
+from katib_metrics.collector.dbmanager.server import AddressError, BindError, parse_listen, serve
+from katib_metrics.collector.dbmanager.store import StoreError, default_db_path
 
 DEFAULT_LISTEN = "127.0.0.1:6789"
 STOP_GRACE_SECONDS = 5.0

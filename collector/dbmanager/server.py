@@ -24,9 +24,9 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from collector.dbmanager.store import InvalidTimestamp, ObservationStore, StoreError
-from collector.report._generated import api_pb2, api_pb2_grpc, health_pb2, health_pb2_grpc
-from parsers.model import MetricLog
+from katib_metrics.collector.dbmanager.store import InvalidTimestamp, ObservationStore, StoreError
+from katib_metrics.collector.report._generated import api_pb2, api_pb2_grpc, health_pb2, health_pb2_grpc
+from katib_metrics.parsers.model import MetricLog
 
 __all__ = ["AddressError", "BindError", "RunningServer", "parse_listen", "serve"]
 

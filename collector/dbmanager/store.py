@@ -25,8 +25,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from parsers.model import MetricLog
-from parsers.timestamps import Instant, format_rfc3339, to_storage
+from katib_metrics.parsers.model import MetricLog
+from katib_metrics.parsers.timestamps import Instant, format_rfc3339, to_storage
 
 __all__ = ["InvalidTimestamp", "ObservationStore", "StoreError", "StoreOpenError", "default_db_path"]
 

@@ -18,12 +18,12 @@ from typing import Any, TypeVar
 
 import grpc
 
-from collector.report._generated import api_pb2, api_pb2_grpc
-from collector.report.errors import QueryError, ReportError, TrialStatusError
-from collector.report.observer import ReportObserver, ReportOutcome, ReportResult
-from collector.report.retry import CallFailed, Clock, RetryPolicy, SystemClock, call_with_retry
-from collector.report.wire import encode_requests
-from parsers.model import MetricLog
+from katib_metrics.collector.report._generated import api_pb2, api_pb2_grpc
+from katib_metrics.collector.report.errors import QueryError, ReportError, TrialStatusError
+from katib_metrics.collector.report.observer import ReportObserver, ReportOutcome, ReportResult
+from katib_metrics.collector.report.retry import CallFailed, Clock, RetryPolicy, SystemClock, call_with_retry
+from katib_metrics.collector.report.wire import encode_requests
+from katib_metrics.parsers.model import MetricLog
 
 __all__ = [
     "DBManagerReporter",

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from parsers.model import MetricLog
+from katib_metrics.parsers.model import MetricLog
 
 __all__ = ["EncodedRequest", "encode_requests", "encode_rows"]
 

@@ -5,8 +5,8 @@ yields MetricLogs directly (an event directory, a Prometheus scrape). Sources on
 belongs to `parsers`.
 """
 
-from collector.sources.base import BlockSource, LogSource
-from collector.sources.tail import FileTail
-from collector.sources.watch import DirWatcher
+from katib_metrics.collector.sources.base import BlockSource, LogSource
+from katib_metrics.collector.sources.tail import FileTail
+from katib_metrics.collector.sources.watch import DirWatcher
 
 __all__ = ["BlockSource", "DirWatcher", "FileTail", "LogSource"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from parsers.model import MetricLog
+from katib_metrics.parsers.model import MetricLog
 
 __all__ = ["BlockSource", "LogSource"]
 

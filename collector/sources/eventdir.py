@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-from collector.sources.watch import DirWatcher
-from parsers.model import CollectorSpec, MetricLog
-from parsers.stats import ParseStats, SkipSink
-from parsers.tfevent import EventDirReader
+from katib_metrics.collector.sources.watch import DirWatcher
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
+from katib_metrics.parsers.stats import ParseStats, SkipSink
+from katib_metrics.parsers.tfevent import EventDirReader
 
 __all__ = ["EventDirSource"]
 

@@ -32,9 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.client import HTTPException
 
-from parsers.errors import SpecError
-from parsers.model import CollectorSpec, MetricLog
-from parsers.prometheus import (
+from katib_metrics.parsers.errors import SpecError
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
+from katib_metrics.parsers.prometheus import (
     Labels,
     compile_selectors,
     iter_samples,
@@ -43,7 +43,7 @@ from parsers.prometheus import (
     select_samples,
     to_metric_log,
 )
-from parsers.stats import ParseStats, Skipped, SkipSink, report_skip
+from katib_metrics.parsers.stats import ParseStats, Skipped, SkipSink, report_skip
 
 __all__ = ["DEFAULT_PATH", "DEFAULT_PORT", "PrometheusSource", "ScrapeStats", "scrape_url"]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from stat import S_ISREG
 from typing import BinaryIO
 
-from collector.sources.watch import watch_directory
+from katib_metrics.collector.sources.watch import watch_directory
 
 __all__ = ["FileTail", "WatchedTail"]
 

@@ -18,7 +18,7 @@ from typing import Protocol
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from collector.sources.inotify import InotifyWatcher, inotify_available
+from katib_metrics.collector.sources.inotify import InotifyWatcher, inotify_available
 
 __all__ = ["DirWatcher", "Watcher", "watch_directory"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import grpc
 
-from collector.report._generated import api_pb2, api_pb2_grpc
+from katib_metrics.collector.report._generated import api_pb2, api_pb2_grpc
 
 # Decides the fate of the n-th call (1-based): None serves it, a code aborts it, "slow" delays it.
 Script = Callable[[int], grpc.StatusCode | None]

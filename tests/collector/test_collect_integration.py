@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from collector.dbmanager import RunningServer, serve
-from collector.report import get_observation_log
-from parsers.model import MetricLog
-from parsers.timestamps import parse_rfc3339
+from katib_metrics.collector.dbmanager import RunningServer, serve
+from katib_metrics.collector.report import get_observation_log
+from katib_metrics.parsers.model import MetricLog
+from katib_metrics.parsers.timestamps import parse_rfc3339
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ROOT / "examples" / "train.py"

@@ -14,11 +14,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from collector.dbmanager.cli import main
-from collector.dbmanager.server import serve
-from collector.report import DBManagerReporter, get_observation_log
-from collector.report._generated import health_pb2, health_pb2_grpc
-from parsers.model import MetricLog
+from katib_metrics.collector.dbmanager.cli import main
+from katib_metrics.collector.dbmanager.server import serve
+from katib_metrics.collector.report import DBManagerReporter, get_observation_log
+from katib_metrics.collector.report._generated import health_pb2, health_pb2_grpc
+from katib_metrics.parsers.model import MetricLog
 
 pytestmark = pytest.mark.timeout(60)
 PROG = "katib-metrics db-manager"

@@ -9,16 +9,16 @@ from pathlib import Path
 import grpc
 import pytest
 
-from collector.dbmanager.server import AddressError, BindError, RunningServer, parse_listen, serve
-from collector.report import (
+from katib_metrics.collector.dbmanager.server import AddressError, BindError, RunningServer, parse_listen, serve
+from katib_metrics.collector.report import (
     DBManagerReporter,
     QueryError,
     ReportError,
     delete_observation_log,
     get_observation_log,
 )
-from collector.report._generated import health_pb2, health_pb2_grpc
-from parsers.model import MetricLog
+from katib_metrics.collector.report._generated import health_pb2, health_pb2_grpc
+from katib_metrics.parsers.model import MetricLog
 
 pytestmark = pytest.mark.timeout(30)
 

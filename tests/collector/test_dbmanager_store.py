@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.dbmanager.store import InvalidTimestamp, ObservationStore, StoreOpenError, default_db_path
-from parsers.model import MetricLog
+from katib_metrics.collector.dbmanager.store import InvalidTimestamp, ObservationStore, StoreOpenError, default_db_path
+from katib_metrics.parsers.model import MetricLog
 
 pytestmark = pytest.mark.timeout(30)
 

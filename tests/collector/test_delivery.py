@@ -7,11 +7,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from collector.delivery import deliver
-from collector.report import ReportCounters, ReportError
-from collector.report.observer import ReportOutcome
-from collector.store import MetricStore
-from parsers.model import CollectorSpec, MetricLog
+from katib_metrics.collector.delivery import deliver
+from katib_metrics.collector.report import ReportCounters, ReportError
+from katib_metrics.collector.report.observer import ReportOutcome
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
 from tests.collector.grpc_doubles import RecordingDBManager, start_server
 
 

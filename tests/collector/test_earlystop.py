@@ -10,13 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.earlystop import Comparison, Decision, RuleEngine, RuleWatch, StopRule, parse_stop_rules
-from collector.flags import UsageError, parse_sidecar_flags
-from collector.lifecycle import ProcessInfo
-from collector.settings import resolve_settings
-from collector.stopper import descendants, write_marker
-from parsers.model import MetricLog, ObjectiveType
-from parsers.numbers import format_number
+from katib_metrics.collector.earlystop import Comparison, Decision, RuleEngine, RuleWatch, StopRule, parse_stop_rules
+from katib_metrics.collector.flags import UsageError, parse_sidecar_flags
+from katib_metrics.collector.lifecycle import ProcessInfo
+from katib_metrics.collector.settings import resolve_settings
+from katib_metrics.collector.stopper import descendants, write_marker
+from katib_metrics.parsers.model import MetricLog, ObjectiveType
+from katib_metrics.parsers.numbers import format_number
 
 
 def logs(name: str, *values: str) -> list[MetricLog]:

@@ -19,16 +19,16 @@ from typing import Any
 import grpc
 import pytest
 
-from collector.dbmanager import RunningServer, serve
-from collector.earlystop import Comparison, RuleEngine, StopRule, parse_stop_rules
-from collector.lifecycle import ProcFS
-from collector.pipeline import Pipeline, open_source
-from collector.report import get_observation_log
-from collector.report._generated import api_pb2, api_pb2_grpc
-from collector.stopper import EarlyStop, TreeKill, descendants
-from collector.store import MetricStore
-from parsers.model import CollectorSpec, FileFormat, MetricLog, ObjectiveType
-from parsers.stats import ParseStats
+from katib_metrics.collector.dbmanager import RunningServer, serve
+from katib_metrics.collector.earlystop import Comparison, RuleEngine, StopRule, parse_stop_rules
+from katib_metrics.collector.lifecycle import ProcFS
+from katib_metrics.collector.pipeline import Pipeline, open_source
+from katib_metrics.collector.report import get_observation_log
+from katib_metrics.collector.report._generated import api_pb2, api_pb2_grpc
+from katib_metrics.collector.stopper import EarlyStop, TreeKill, descendants
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.model import CollectorSpec, FileFormat, MetricLog, ObjectiveType
+from katib_metrics.parsers.stats import ParseStats
 from tests.collector.grpc_doubles import RecordingEarlyStopping, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[2]

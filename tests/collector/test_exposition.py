@@ -10,18 +10,18 @@ import grpc
 import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from collector.exposition import (
+from katib_metrics.collector.exposition import (
     CollectorMetrics,
     MetricsServer,
     MetricsServerError,
     serve_metrics,
     start_metrics_server,
 )
-from collector.report.client import DBManagerReporter
-from collector.report.observer import ReportOutcome
-from collector.report.retry import RetryPolicy
-from parsers.model import CollectorSpec, MetricLog, MetricSummary, ObjectiveType
-from parsers.prometheus import parse_exposition
+from katib_metrics.collector.report.client import DBManagerReporter
+from katib_metrics.collector.report.observer import ReportOutcome
+from katib_metrics.collector.report.retry import RetryPolicy
+from katib_metrics.parsers.model import CollectorSpec, MetricLog, MetricSummary, ObjectiveType
+from katib_metrics.parsers.prometheus import parse_exposition
 from tests.collector.grpc_doubles import RecordingDBManager, start_server
 from tests.prom_fixture import (
     PrometheusServer,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.earlystop import Comparison
-from collector.flags import (
+from katib_metrics.collector.earlystop import Comparison
+from katib_metrics.collector.flags import (
     HelpRequested,
     UsageError,
     go_parse_bool,
@@ -15,8 +15,8 @@ from collector.flags import (
     parse_sidecar_flags,
     usage,
 )
-from collector.settings import DEFAULT_MESH_PROXIES, Settings, StopRule, resolve_settings
-from parsers.model import CollectorSpec, FileFormat, ObjectiveType
+from katib_metrics.collector.settings import DEFAULT_MESH_PROXIES, Settings, StopRule, resolve_settings
+from katib_metrics.parsers.model import CollectorSpec, FileFormat, ObjectiveType
 
 STDOUT_ARGS = ["-t", "trial-1", "-m", "accuracy;loss", "-o-type", "maximize", "-s-db",
                "katib-db-manager.kubeflow:6789", "-path", "/var/log/katib/metrics.log", "-format", "TEXT"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.lifecycle import (
+from katib_metrics.collector.lifecycle import (
     MainProcesses,
     Outcome,
     ProcFS,

@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from collector.metrics_server import start_metrics_server
+from katib_metrics.collector.metrics_server import start_metrics_server
 
 pytestmark = pytest.mark.timeout(30)
 

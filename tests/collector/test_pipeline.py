@@ -6,12 +6,12 @@ import threading
 import time
 from pathlib import Path
 
-from collector.pipeline import ParsedLines, Pipeline
-from collector.sources.tail import WatchedTail
-from collector.store import MetricStore
-from parsers.lines import make_line_parser
-from parsers.model import CollectorSpec, FileFormat, MetricLog, ObjectiveType
-from parsers.stats import ParseStats
+from katib_metrics.collector.pipeline import ParsedLines, Pipeline
+from katib_metrics.collector.sources.tail import WatchedTail
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.lines import make_line_parser
+from katib_metrics.parsers.model import CollectorSpec, FileFormat, MetricLog, ObjectiveType
+from katib_metrics.parsers.stats import ParseStats
 
 SPEC = CollectorSpec(("accuracy", "loss"), (), FileFormat.TEXT, ObjectiveType.MAXIMIZE)
 READ_AT = 1_750_000_000.25  # 2025-06-15T15:06:40.25Z

@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from collector.sources.prometheus import PrometheusSource, scrape_url
-from parsers.errors import SpecError
-from parsers.model import CollectorSpec, MetricLog
-from parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
+from katib_metrics.collector.sources.prometheus import PrometheusSource, scrape_url
+from katib_metrics.parsers.errors import SpecError
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
+from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
 
 NS = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
 T = "2023-11-14T22:13:20Z"

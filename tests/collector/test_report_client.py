@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from collector.report import (
+from katib_metrics.collector.report import (
     DBManagerReporter,
     EarlyStoppingClient,
     ReportCounters,
@@ -18,7 +18,7 @@ from collector.report import (
     RetryPolicy,
     TrialStatusError,
 )
-from parsers.model import MetricLog
+from katib_metrics.parsers.model import MetricLog
 from tests.collector.grpc_doubles import (
     FakeClock,
     RecordingDBManager,

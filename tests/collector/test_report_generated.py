@@ -10,7 +10,7 @@ import tomllib
 
 import pytest
 
-from collector.report._generated import api_pb2, health_pb2
+from katib_metrics.collector.report._generated import api_pb2, health_pb2
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 GENERATED = ROOT / "collector" / "report" / "_generated"

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.report._generated import api_pb2
-from collector.report.retry import CallFailed, RetryPolicy, call_with_retry
-from collector.report.wire import encode_requests
-from parsers.model import MetricLog
+from katib_metrics.collector.report._generated import api_pb2
+from katib_metrics.collector.report.retry import CallFailed, RetryPolicy, call_with_retry
+from katib_metrics.collector.report.wire import encode_requests
+from katib_metrics.parsers.model import MetricLog
 from tests.collector.grpc_doubles import FakeClock
 
 

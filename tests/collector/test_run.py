@@ -6,8 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from collector.dbmanager import serve
-from collector.report import get_observation_log
+from katib_metrics.collector.dbmanager import serve
+from katib_metrics.collector.report import get_observation_log
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from collector.report import ReportCounters, ReportError
-from collector.report.observer import ReportOutcome
-from collector.shipper import Shipper
-from collector.store import MetricStore
-from parsers.model import CollectorSpec, MetricLog
+from katib_metrics.collector.report import ReportCounters, ReportError
+from katib_metrics.collector.report.observer import ReportOutcome
+from katib_metrics.collector.shipper import Shipper
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
 from tests.collector.grpc_doubles import RecordingDBManager, start_server
 
 SPEC = CollectorSpec(("accuracy", "loss"))

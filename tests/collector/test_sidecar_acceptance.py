@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from collector.dbmanager import RunningServer, serve
-from collector.report import get_observation_log
+from katib_metrics.collector.dbmanager import RunningServer, serve
+from katib_metrics.collector.report import get_observation_log
 from tests.collector.test_collect_integration import finish, free_port, scrape, sidecar, training, wait_for_scrape
 from tests.prom_fixture import PrometheusServer, prometheus  # noqa: F401 - a fixture
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.sources.tail import FileTail, WatchedTail
-from parsers.lines import decode_line
+from katib_metrics.collector.sources.tail import FileTail, WatchedTail
+from katib_metrics.parsers.lines import decode_line
 
 
 def lines(tail: FileTail) -> list[str]:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.sources.inotify import InotifyWatcher, inotify_available
-from collector.sources.watch import DirWatcher, watch_directory
+from katib_metrics.collector.sources.inotify import InotifyWatcher, inotify_available
+from katib_metrics.collector.sources.watch import DirWatcher, watch_directory
 
 pytestmark = [
     pytest.mark.timeout(30),
@@ -112,7 +112,7 @@ def test_watch_directory_prefers_inotify_and_honours_force_polling(tmp_path: Pat
 
 
 def test_without_inotify_watchdogs_observer_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("collector.sources.watch.inotify_available", lambda: False)
+    monkeypatch.setattr("katib_metrics.collector.sources.watch.inotify_available", lambda: False)
     watcher = watch_directory(tmp_path, poll_interval=0.05)
     try:
         assert isinstance(watcher, DirWatcher)

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collector.dbmanager.server import RunningServer, serve
-from collector.report import DBManagerReporter, get_observation_log
-from collector.report._generated import api_pb2
-from collector.report.wire import encode_requests, encode_rows
-from parsers.model import MetricLog
+from katib_metrics.collector.dbmanager.server import RunningServer, serve
+from katib_metrics.collector.report import DBManagerReporter, get_observation_log
+from katib_metrics.collector.report._generated import api_pb2
+from katib_metrics.collector.report.wire import encode_requests, encode_rows
+from katib_metrics.parsers.model import MetricLog
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -198,9 +198,9 @@ def test_copy_sources_exist_and_match_pyproject(stages: list[Stage]) -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     sources = context_sources(stages)
     assert project["project"]["readme"] in sources, "pip install . needs the readme pyproject.toml names"
-    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    package_dirs = set(project["tool"]["setuptools"]["package-dir"].values())
     copied_dirs = {s.rstrip("/").split("/")[-1] for s in sources}
-    assert packages <= copied_dirs, f"packages not copied into the image: {packages - copied_dirs}"
+    assert package_dirs <= copied_dirs, f"package folders not copied into the image: {package_dirs - copied_dirs}"
     for source in sources:
         if source != project["project"]["readme"]:  # the README is the lead's, checked by its own tests
             assert (REPO / source).exists(), f"COPY {source}: no such path in the repository"
@@ -340,7 +340,7 @@ def test_real_katib_metrics_version_through_the_entrypoint() -> None:
 
 def test_real_collector_accepts_katib_args_through_the_entrypoint() -> None:
     pytest.importorskip(
-        "collector.cli", reason="the sidecar command (collector/cli.py) is not in this tree yet"
+        "katib_metrics.collector.cli", reason="the sidecar command (collector/cli.py) is not in this tree yet"
     )
     result = run_entrypoint([*KATIB_FILE_ARGS, "--help"], None)
     assert result.returncode == 0, result.stderr
@@ -351,7 +351,7 @@ def test_katib_args_through_the_entrypoint_report_to_a_real_db_manager(tmp_path:
     """What Katib's webhook starts in a trial pod, run here: the sidecar reads a finished training's log and
     reports it to our db-manager over gRPC."""
     pytest.importorskip(
-        "collector.sidecar", reason="the sidecar (collector/sidecar.py) is not in this tree yet"
+        "katib_metrics.collector.sidecar", reason="the sidecar (collector/sidecar.py) is not in this tree yet"
     )
     log_dir = tmp_path / "katib"
     log_dir.mkdir()

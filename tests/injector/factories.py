@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from injector.config import KatibConfig, load_katib_config
-from injector.settings import SHIPPED_KATIB_CONFIG
+from katib_metrics.injector.config import KatibConfig, load_katib_config
+from katib_metrics.injector.settings import SHIPPED_KATIB_CONFIG
 
 JOB_ROLE_MASTER = {"training.kubeflow.org/job-role": "master"}
 TRAINJOB_PRIMARY = {"jobset.sigs.k8s.io/replicatedjob-name": "node", "batch.kubernetes.io/job-completion-index": "0"}

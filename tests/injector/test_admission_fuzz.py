@@ -14,11 +14,11 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 
-from injector.admission import AdmissionHandler
-from injector.config import KatibConfig
-from injector.mutate import ImageConfig
-from injector.sidecar import SidecarOptions
-from injector.trial import Algorithm, Trial
+from katib_metrics.injector.admission import AdmissionHandler
+from katib_metrics.injector.config import KatibConfig
+from katib_metrics.injector.mutate import ImageConfig
+from katib_metrics.injector.sidecar import SidecarOptions
+from katib_metrics.injector.trial import Algorithm, Trial
 from tests.injector import factories as f
 from tests.injector.fuzz import batches, check_answer
 

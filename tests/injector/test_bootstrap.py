@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from injector.bootstrap import CertificateBootstrap, CertificateKeeper, unusable_reason
-from injector.certs import Issued, issue_certificates
-from injector.errors import ConfigError, LookupFailedError
-from injector.resolve import KubeReader, kube_config
-from injector.settings import BootstrapSettings
+from katib_metrics.injector.bootstrap import CertificateBootstrap, CertificateKeeper, unusable_reason
+from katib_metrics.injector.certs import Issued, issue_certificates
+from katib_metrics.injector.errors import ConfigError, LookupFailedError
+from katib_metrics.injector.resolve import KubeReader, kube_config
+from katib_metrics.injector.settings import BootstrapSettings
 from tests.injector.apiserver import FakeApiServer
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -244,7 +244,7 @@ def serving(api: FakeApiServer, tmp_path: pathlib.Path) -> Iterator[tuple[int, i
     kubeconfig = write_kubeconfig(api, tmp_path / "kubeconfig")
     config = tmp_path / "katib-config.yaml"
     config.write_text("runtime:\n  metricsCollectors:\n    - kind: StdOut\n      image: collector:1\n")
-    argv = [sys.executable, "-m", "injector.cli", "serve", "--listen", "127.0.0.1:0", "--metrics-listen",
+    argv = [sys.executable, "-m", "katib_metrics.injector.cli", "serve", "--listen", "127.0.0.1:0", "--metrics-listen",
             "127.0.0.1:0", "--kubeconfig", str(kubeconfig), "--katib-config", str(config),
             "--cert-bootstrap-secret", "kmi-tls", "--webhook-config", "kmi-katib-metrics",
             "--cert-dir", str(tmp_path / "certs"),
@@ -302,9 +302,9 @@ def test_serve_listens_unready_until_the_bootstrap_can_finish(api: FakeApiServer
 
 
 def test_serve_without_certificate_options_is_a_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "injector.cli", "serve", "--cert-bootstrap-secret", "x"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "katib_metrics.injector.cli", "serve", "--cert-bootstrap-secret", "x"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "needs --webhook-config" in result.stderr and "Traceback" not in result.stderr
-    result = subprocess.run([sys.executable, "-m", "injector.cli", "serve"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "katib_metrics.injector.cli", "serve"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "pass --tls-cert-file and --tls-key-file" in result.stderr

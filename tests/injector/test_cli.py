@@ -16,7 +16,7 @@ EXAMPLES = ROOT / "examples" / "injector"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "injector.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "katib_metrics.injector.cli", *args], capture_output=True, text=True,
                           timeout=60, cwd=ROOT)
 
 

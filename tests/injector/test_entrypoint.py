@@ -16,10 +16,10 @@ import jsonpatch
 import kubernetes_validate
 import pytest
 
-from injector.certs import issue_certificates, server_context
-from injector.registry import RegistryClient
-from injector.server import client_context
-from injector.wrap import kubelet_expand
+from katib_metrics.injector.certs import issue_certificates, server_context
+from katib_metrics.injector.registry import RegistryClient
+from katib_metrics.injector.server import client_context
+from katib_metrics.injector.wrap import kubelet_expand
 from tests.injector import factories as f
 from tests.injector.apiserver import FakeApiServer
 from tests.injector.registry_server import FakeRegistry

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from injector.httpwire import MAX_HEADERS, HttpError, Request, read_request, response_bytes
+from katib_metrics.injector.httpwire import MAX_HEADERS, HttpError, Request, read_request, response_bytes
 from tests.injector import factories as f
 from tests.injector.test_server import Webhook, review, trial_api
 

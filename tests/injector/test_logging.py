@@ -7,7 +7,7 @@ import logging
 import queue
 import threading
 
-from injector.cli import _DeferredQueueHandler, _LogWriter
+from katib_metrics.injector.cli import _DeferredQueueHandler, _LogWriter
 
 
 def test_records_from_many_threads_are_all_written_formatted_at_stop() -> None:

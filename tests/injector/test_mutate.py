@@ -9,11 +9,11 @@ import jsonpatch
 import kubernetes_validate
 import pytest
 
-from injector.errors import DeniedError, EntrypointError
-from injector.mutate import ImageConfig, Resolved, go_dir, mutate_pod
-from injector.patch import json_patch
-from injector.sidecar import SidecarOptions
-from injector.trial import Trial, algorithm_from_object
+from katib_metrics.injector.errors import DeniedError, EntrypointError
+from katib_metrics.injector.mutate import ImageConfig, Resolved, go_dir, mutate_pod
+from katib_metrics.injector.patch import json_patch
+from katib_metrics.injector.sidecar import SidecarOptions
+from katib_metrics.injector.trial import Trial, algorithm_from_object
 from tests.injector import factories as f
 
 OPTIONS = SidecarOptions()

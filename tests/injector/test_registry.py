@@ -12,12 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from injector.certs import issue_certificates, server_context
-from injector.errors import RegistryAuthError, RegistryError
-from injector.imageref import Credential, ImageRef, credentials_from_secret, matching, parse_image
-from injector.mutate import ImageConfig
-from injector.registry import RegistryClient, parse_challenge
-from injector.server import client_context
+from katib_metrics.injector.certs import issue_certificates, server_context
+from katib_metrics.injector.errors import RegistryAuthError, RegistryError
+from katib_metrics.injector.imageref import Credential, ImageRef, credentials_from_secret, matching, parse_image
+from katib_metrics.injector.mutate import ImageConfig
+from katib_metrics.injector.registry import RegistryClient, parse_challenge
+from katib_metrics.injector.server import client_context
 from tests.injector.registry_server import DOCKER_MANIFEST, FakeRegistry
 
 TLS = tuple[ssl.SSLContext, ssl.SSLContext]  # (server, client) contexts

@@ -19,13 +19,13 @@ import kubernetes_validate
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from injector.certs import issue_certificates
-from injector.metrics import InjectorMetrics
-from injector.resolve import ApiResolver, ImageSource, KubeReader, kube_config
-from injector.serve_cli import build_servers
-from injector.server import WebhookServer, client_context, start_in_thread
-from injector.settings import ServeSettings
-from injector.sidecar import SidecarOptions
+from katib_metrics.injector.certs import issue_certificates
+from katib_metrics.injector.metrics import InjectorMetrics
+from katib_metrics.injector.resolve import ApiResolver, ImageSource, KubeReader, kube_config
+from katib_metrics.injector.serve_cli import build_servers
+from katib_metrics.injector.server import WebhookServer, client_context, start_in_thread
+from katib_metrics.injector.settings import ServeSettings
+from katib_metrics.injector.sidecar import SidecarOptions
 from tests.injector import factories as f
 from tests.injector.apiserver import FakeApiServer
 from tests.injector.fuzz import batches, check_answer

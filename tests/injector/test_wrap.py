@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from injector.wrap import WrapSpec, escape_for_kubelet, kubelet_expand, wrap_command
+from katib_metrics.injector.wrap import WrapSpec, escape_for_kubelet, kubelet_expand, wrap_command
 
 ENV = {"FOO": "bar baz", "EMPTY": ""}
 

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from parsers.cli import main
+from katib_metrics.parsers.cli import main
 
 GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden"
 CASES = sorted(path.name for path in GOLDEN.iterdir() if (path / "expected.json").exists())

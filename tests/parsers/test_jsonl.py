@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from parsers.jsonl import JsonLinesParser
-from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
-from parsers.stats import SkipReason
+from katib_metrics.parsers.jsonl import JsonLinesParser
+from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
+from katib_metrics.parsers.stats import SkipReason
 
 
 def parse(line: str, *names: str, default: str = ZERO_TIME) -> list[MetricLog]:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from parsers.cli import main
+from katib_metrics.parsers.cli import main
 
 LOG = "2024-01-01T00:00:00Z epoch=1 loss=0.5 accuracy=0.7\n2024-01-01T00:00:01Z epoch=2 loss=0.4 accuracy=0.8\n"
 

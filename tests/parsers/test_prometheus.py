@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Summary, generate_latest
 from prometheus_client.openmetrics import exposition as openmetrics
 
-from parsers.errors import SpecError
-from parsers.model import CollectorSpec, MetricLog
-from parsers.prometheus import (
+from katib_metrics.parsers.errors import SpecError
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
+from katib_metrics.parsers.prometheus import (
     compile_selectors,
     iter_samples,
     line_count,
@@ -20,7 +20,7 @@ from parsers.prometheus import (
     rfc3339_from_ns,
     series_text,
 )
-from parsers.stats import ParseStats, Skipped, SkipReason
+from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason
 
 T0 = "2024-03-04T01:55:08Z"
 

@@ -7,7 +7,7 @@ import math
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers.model import (
+from katib_metrics.parsers.model import (
     UNAVAILABLE,
     ZERO_TIME,
     CollectorSpec,
@@ -16,7 +16,7 @@ from parsers.model import (
     ObjectiveType,
     Strategy,
 )
-from parsers.strategies import Reducer, reduce_logs
+from katib_metrics.parsers.strategies import Reducer, reduce_logs
 
 T1, T2, T3 = "2024-01-01T00:00:01Z", "2024-01-01T00:00:02Z", "2024-01-01T00:00:03Z"
 
@@ -96,7 +96,7 @@ seconds = st.integers(min_value=0, max_value=4_000_000_000)
 
 
 def _stamp(second: int) -> str:
-    from parsers.timestamps import Instant, format_rfc3339
+    from katib_metrics.parsers.timestamps import Instant, format_rfc3339
 
     return format_rfc3339(Instant(second, 0))
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers.lines import iter_lines, make_line_parser
-from parsers.model import CollectorSpec, FileFormat, MetricLog
-from parsers.stream import BlockParser, _DefaultFilterScan, scan
-from parsers.text import TextParser
+from katib_metrics.parsers.lines import iter_lines, make_line_parser
+from katib_metrics.parsers.model import CollectorSpec, FileFormat, MetricLog
+from katib_metrics.parsers.stream import BlockParser, _DefaultFilterScan, scan
+from katib_metrics.parsers.text import TextParser
 
 
 def line_by_line(data: bytes, spec: CollectorSpec, where: list[int] | None = None) -> tuple[list[MetricLog], int]:

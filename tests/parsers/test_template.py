@@ -8,11 +8,11 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers.lines import iter_lines, make_line_parser
-from parsers.model import CollectorSpec, MetricLog
-from parsers.stream import BlockParser
-from parsers.template import LineTemplate
-from parsers.text import TextParser
+from katib_metrics.parsers.lines import iter_lines, make_line_parser
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
+from katib_metrics.parsers.stream import BlockParser
+from katib_metrics.parsers.template import LineTemplate
+from katib_metrics.parsers.text import TextParser
 
 WANTED = {"loss": b"loss", "accuracy": b"accuracy"}
 

@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from parsers.errors import FilterError
-from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
-from parsers.stats import SkipReason
-from parsers.text import TextParser
+from katib_metrics.parsers.errors import FilterError
+from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
+from katib_metrics.parsers.stats import SkipReason
+from katib_metrics.parsers.text import TextParser
 
 
 def parse(line: str, *names: str, filters: tuple[str, ...] = (), default: str = ZERO_TIME) -> list[MetricLog]:

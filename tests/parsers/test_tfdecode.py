@@ -7,9 +7,9 @@ import pathlib
 import pytest
 from tensorboard.summary import Writer
 
-from parsers._generated import katib_tfevent_pb2 as pb
-from parsers.tfdecode import Decoded, _decode_slow, decode_records
-from parsers.tfrecord import scan_records
+from katib_metrics.parsers._generated import katib_tfevent_pb2 as pb
+from katib_metrics.parsers.tfdecode import Decoded, _decode_slow, decode_records
+from katib_metrics.parsers.tfrecord import scan_records
 
 
 def _names_for(tag: str) -> tuple[str, ...]:

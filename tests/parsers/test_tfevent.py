@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from tensorboard.summary import Writer
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from parsers._generated import katib_tfevent_pb2 as pb
-from parsers.model import ZERO_TIME, CollectorSpec, MetricLog
-from parsers.stats import ParseStats, Skipped, SkipReason
-from parsers.tfevent import EventDirReader, _StampFormatter, read_event_dir
-from parsers.tfrecord import masked_crc32c
+from katib_metrics.parsers._generated import katib_tfevent_pb2 as pb
+from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
+from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason
+from katib_metrics.parsers.tfevent import EventDirReader, _StampFormatter, read_event_dir
+from katib_metrics.parsers.tfrecord import masked_crc32c
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tensorboard.summary.writer.record_writer import RecordWriter
 
-from parsers import tfrecord
-from parsers.tfrecord import HEADER_SIZE, crc32c, masked_crc32c, pure_crc32c, scan_records
+from katib_metrics.parsers import tfrecord
+from katib_metrics.parsers.tfrecord import HEADER_SIZE, crc32c, masked_crc32c, pure_crc32c, scan_records
 
 
 def frame(*payloads: bytes) -> bytes:

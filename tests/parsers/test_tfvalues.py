@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parsers.numbers import format_float32
-from parsers.tfvalues import float32_text, minifloat_text
+from katib_metrics.parsers.numbers import format_float32
+from katib_metrics.parsers.tfvalues import float32_text, minifloat_text
 
 
 def _float32(bits: int) -> float:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from parsers.timestamps import (
+from katib_metrics.parsers.timestamps import (
     Instant,
     format_rfc3339,
     is_go_rfc3339nano,
