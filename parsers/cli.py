@@ -29,6 +29,7 @@ from katib_metrics.parsers.observation import unavailable_rows
 from katib_metrics.parsers.stats import ParseStats, Skipped
 from katib_metrics.parsers.strategies import Reducer
 from katib_metrics.parsers.stream import scan
+from katib_metrics.parsers.table import summary_table
 from katib_metrics.parsers.text import DEFAULT_REGEX_TIMEOUT, TextParser
 
 __all__ = ["main"]
@@ -238,16 +239,7 @@ def _collect(spec: CollectorSpec, batches: Iterable[list[MetricLog]], reducer: R
 
 
 def _print_table(summaries: list[MetricSummary], out: TextIO) -> None:
-    header = ("METRIC", "STRATEGY", "VALUE", "MIN", "MAX", "LATEST", "COUNT")
-    rows = [(s.name, str(s.strategy), s.value, s.min, s.max, s.latest, str(s.count)) for s in summaries]
-    if not rows:
-        print("no metrics found", file=out)
-        return
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out
-        )
+    print(summary_table(summaries), file=out)
 
 
 def _summary_line(prog: str, stats: ParseStats, warn: _Warnings) -> str:

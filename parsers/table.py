@@ -1,0 +1,111 @@
+"""The one summary table and JSON document of `parse`, `run` and `show`, and the sparklines of `show`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from katib_metrics.parsers.model import UNAVAILABLE, MetricLog, MetricSummary, ObjectiveType, Strategy
+from katib_metrics.parsers.numbers import parse_go_float
+
+__all__ = [
+    "SUMMARY_HEADER",
+    "json_document",
+    "numeric_series",
+    "objective_line",
+    "plural",
+    "render",
+    "sparkline",
+    "summary_table",
+]
+
+SUMMARY_HEADER = ("METRIC", "STRATEGY", "VALUE", "MIN", "MAX", "LATEST", "COUNT")
+BARS = "▁▂▃▄▅▆▇█"
+ASCII_BARS = "_.-=+*#@"
+SPARK_WIDTH = 16
+
+
+def plural(count: int, noun: str) -> str:
+    """`1 row`, `2 rows` (nouns of this tool take an `s`)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def render(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Left-aligned columns two spaces apart, no trailing blanks."""
+    table = [tuple(header), *(tuple(row) for row in rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table
+    )
+
+
+def summary_table(
+    summaries: Sequence[MetricSummary],
+    *,
+    trials: Sequence[str] | None = None,
+    trends: Sequence[str] | None = None,
+) -> str:
+    """METRIC STRATEGY VALUE MIN MAX LATEST COUNT, one row per metric; optional TRIAL first, TREND last."""
+    if not summaries:
+        return "no metrics found"
+    header: list[str] = list(SUMMARY_HEADER)
+    rows = [[s.name, str(s.strategy), s.value, s.min, s.max, s.latest, str(s.count)] for s in summaries]
+    if trials is not None:
+        header.insert(0, "TRIAL")
+        rows = [[trial, *row] for trial, row in zip(trials, rows, strict=True)]
+    if trends is not None:
+        header.append("TREND")
+        rows = [[*row, trend] for row, trend in zip(rows, trends, strict=True)]
+    return render(header, rows)
+
+
+def objective_line(summaries: Sequence[MetricSummary], objective: str | None, objective_type: ObjectiveType) -> str:
+    """Which strategy chose the objective's value, as Katib's experiment controller would take it."""
+    found = next((s for s in summaries if s.name == objective), None)
+    if objective is None or found is None:
+        return "no objective (-m names it first): every metric's value is its latest"
+    direction = str(objective_type) or "no --objective-type"
+    if found.value == UNAVAILABLE:
+        return f"objective {objective}: unavailable (never reported)"
+    picked = {Strategy.MIN: found.min, Strategy.MAX: found.max, Strategy.LATEST: found.latest}[found.strategy]
+    how = f"strategy {found.strategy}" if picked != UNAVAILABLE else f"latest (no number for {found.strategy})"
+    return f"objective {objective} = {found.value}, chosen by {how} ({direction})"
+
+
+def json_document(logs: Iterable[MetricLog], summaries: Sequence[MetricSummary], **extra: Any) -> str:
+    """`{"metric_logs": [...], "observation": {"metrics": [...]}}`, as `parse --output json`; `extra` first."""
+    document = {
+        **extra,
+        "metric_logs": [log.to_dict() for log in logs],
+        "observation": {"metrics": [summary.to_dict() for summary in summaries]},
+    }
+    return json.dumps(document)
+
+
+def numeric_series(logs: Iterable[MetricLog], name: str) -> list[float]:
+    """The metric's numbers in row order (values Go's ParseFloat rejects, and infinities, are left out)."""
+    values = []
+    for log in logs:
+        if log.name == name and (value := parse_go_float(log.value)) is not None and abs(value) != float("inf"):
+            values.append(value)
+    return values
+
+
+def sparkline(values: Sequence[float], width: int = SPARK_WIDTH, *, ascii_only: bool = False) -> str:
+    """At most `width` bars, each the mean of its share of the values, scaled from min to max."""
+    if not values:
+        return ""
+    bars = ASCII_BARS if ascii_only else BARS
+    if len(values) > width:
+        step = len(values) / width
+        values = [_mean(values[int(i * step): max(int((i + 1) * step), int(i * step) + 1)]) for i in range(width)]
+    low, high = min(values), max(values)
+    if high == low:
+        return bars[len(bars) // 2] * len(values)
+    top = len(bars) - 1
+    return "".join(bars[round((value - low) / (high - low) * top)] for value in values)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
