@@ -13,6 +13,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "parse": ("katib_metrics.parsers.cli", "main", "parse a metrics log, JSON lines or event directory and print the metrics"),
     "collect": ("katib_metrics.collector.cli", "collect_main", "the sidecar: Katib's collector flags, reports over gRPC"),
     "run": ("katib_metrics.collector.cli", "run_main", "run a training command locally and collect its metrics"),
+    "trials": ("katib_metrics.collector.trials_cli", "main", "the trials of the local store, best objective first"),
+    "show": ("katib_metrics.collector.show_cli", "main", "a trial's metrics (several side by side): table, JSON, plot"),
     "db-manager": ("katib_metrics.collector.dbmanager.cli", "main", "a local Katib db-manager (gRPC) over SQLite"),
     "injector": ("katib_metrics.injector.cli", "main", "the admission webhook: `serve` or `mutate`"),
 }
@@ -46,8 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        print(f"katib-metrics: error: command {name!r} needs an optional dependency that is not installed "
-              f"({err.name}); install it with: pip install 'katib-metrics-collector[all]'", file=sys.stderr)
+        from katib_metrics.parsers.install import install_command
+
+        print(f"katib-metrics {name}: error: this command needs {err.name}, an optional dependency that is not "
+              f"installed; install it with: {install_command('all')}", file=sys.stderr)
         return 2
     func: Callable[[list[str], str], int] = getattr(module, func_name)
     return func(args[1:], f"katib-metrics {name}")

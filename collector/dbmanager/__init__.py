@@ -6,7 +6,9 @@ from katib_metrics.collector.dbmanager.store import (
     ObservationStore,
     StoreError,
     StoreOpenError,
+    TrialInfo,
     default_db_path,
+    resolve_db_path,
 )
 
 __all__ = [
@@ -17,6 +19,8 @@ __all__ = [
     "RunningServer",
     "StoreError",
     "StoreOpenError",
+    "TrialInfo",
     "default_db_path",
+    "resolve_db_path",
     "serve",
 ]

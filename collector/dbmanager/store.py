@@ -19,16 +19,19 @@ per thread, so concurrent reporters and readers do not block each other longer t
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from katib_metrics.parsers.model import MetricLog
+from katib_metrics.parsers.model import CollectorSpec, MetricLog, ObjectiveType, Strategy
 from katib_metrics.parsers.timestamps import Instant, format_rfc3339, to_storage
 
-__all__ = ["InvalidTimestamp", "ObservationStore", "StoreError", "StoreOpenError", "default_db_path"]
+__all__ = ["InvalidTimestamp", "ObservationStore", "StoreError", "StoreOpenError", "TrialInfo", "default_db_path",
+           "resolve_db_path"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS observation_logs (
@@ -39,6 +42,15 @@ CREATE TABLE IF NOT EXISTS observation_logs (
     value       TEXT    NOT NULL
 );
 CREATE INDEX IF NOT EXISTS observation_logs_trial_time ON observation_logs (trial_name, time, id);
+CREATE TABLE IF NOT EXISTS trials (  -- ours, not Katib's: what `run` collected each trial for
+    name           TEXT    PRIMARY KEY,
+    created        INTEGER NOT NULL,             -- UTC microseconds when `run` started it
+    metric_names   TEXT    NOT NULL DEFAULT '[]', -- JSON list, the objective first
+    objective_type TEXT    NOT NULL DEFAULT '',
+    strategies     TEXT    NOT NULL DEFAULT '{}', -- JSON {metric: min|max|latest}
+    resend_to      TEXT    NOT NULL DEFAULT ''    -- a db-manager these rows failed to reach
+);
+PRAGMA user_version = 1;
 """
 _CHECK = "SELECT trial_name, id, time, metric_name, value FROM observation_logs LIMIT 1"
 _INSERT = "INSERT INTO observation_logs (trial_name, time, metric_name, value) VALUES (?, ?, ?, ?)"
@@ -73,6 +85,19 @@ def default_db_path() -> Path:
     return platformdirs.user_data_path("katib-metrics") / "observations.db"
 
 
+def resolve_db_path(path: str | os.PathLike[str] | None) -> Path:
+    """`--db` as given, whose directory must exist (a typo is not a new directory), else the default."""
+    if path is None:
+        return default_db_path()
+    chosen = Path(path)
+    if not chosen.parent.is_dir():
+        raise StoreOpenError(
+            f"--db {chosen}: directory {chosen.parent} does not exist; create it first "
+            f"(mkdir -p {chosen.parent}) or choose another --db file"
+        )
+    return chosen
+
+
 @functools.lru_cache(maxsize=4096)  # the metrics of one log line share its time stamp
 def _storage_micros(text: str) -> int | None:
     instant = to_storage(text)
@@ -90,6 +115,29 @@ def _micros(field: str, text: str, where: str = "") -> int:
 def _text(micros: int) -> str:
     seconds, fraction = divmod(micros, _MICROS)
     return format_rfc3339(Instant(seconds, fraction * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class TrialInfo:
+    """What `run` collected a trial for: its metrics (objective first), direction and strategies."""
+
+    name: str
+    created: str  # RFC3339
+    metric_names: tuple[str, ...] = ()
+    objective_type: str = ""
+    strategies: dict[str, str] = field(default_factory=dict)
+    resend_to: str = ""  # the db-manager that did not take these rows, if any
+
+    def spec(self) -> CollectorSpec:
+        """The spec that reduces this trial's rows as `run` did."""
+        return CollectorSpec(self.metric_names, objective_type=ObjectiveType.parse(self.objective_type),
+                             strategy_overrides={name: Strategy(text) for name, text in self.strategies.items()})
+
+
+def _info(name: str, created: int, metric_names: str | None, objective_type: str | None,
+          strategies: str | None, resend_to: str | None) -> TrialInfo:
+    return TrialInfo(name, _text(created), tuple(json.loads(metric_names or "[]")), objective_type or "",
+                     dict(json.loads(strategies or "{}")), resend_to or "")
 
 
 class ObservationStore:
@@ -184,6 +232,41 @@ class ObservationStore:
         return (
             self._conn().execute("DELETE FROM observation_logs WHERE trial_name = ?", (trial_name,)).rowcount
         )
+
+    def record_trial(self, info: TrialInfo) -> None:
+        """Keep what a trial was collected for; a trial recorded again keeps its first creation time."""
+        self._conn().execute(
+            "INSERT INTO trials (name, created, metric_names, objective_type, strategies, resend_to) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET metric_names = excluded.metric_names, "
+            "objective_type = excluded.objective_type, strategies = excluded.strategies, "
+            "resend_to = excluded.resend_to",
+            (info.name, _micros("created", info.created), json.dumps(list(info.metric_names)),
+             info.objective_type, json.dumps(info.strategies), info.resend_to),
+        )
+
+    def trials(self) -> list[tuple[TrialInfo, int]]:
+        """Every trial with rows or a record, and its row count; `created` is its first row's time if unrecorded."""
+        rows = self._conn().execute(
+            "SELECT o.trial_name, COALESCE(t.created, o.first), o.n, t.metric_names, t.objective_type, "
+            "t.strategies, t.resend_to FROM (SELECT trial_name, MIN(time) AS first, COUNT(*) AS n "
+            "FROM observation_logs GROUP BY trial_name) AS o LEFT JOIN trials AS t ON t.name = o.trial_name "
+            "UNION ALL SELECT name, created, 0, metric_names, objective_type, strategies, resend_to FROM trials "
+            "WHERE name NOT IN (SELECT trial_name FROM observation_logs)"
+        ).fetchall()
+        return [(_info(name, created, *rest), count) for name, created, count, *rest in rows]
+
+    def trial(self, name: str) -> TrialInfo | None:
+        row = self._conn().execute(
+            "SELECT name, created, metric_names, objective_type, strategies, resend_to FROM trials WHERE name = ?",
+            (name,),
+        ).fetchone()
+        return None if row is None else _info(*row)
+
+    def row_count(self, trial_name: str) -> int:
+        row = self._conn().execute(
+            "SELECT COUNT(*) FROM observation_logs WHERE trial_name = ?", (trial_name,)
+        ).fetchone()
+        return int(row[0])
 
     def ping(self) -> bool:
         """`SELECT 1`, as Katib's health check does."""
