@@ -31,6 +31,7 @@ __all__ = [
     "WaitResult",
     "Waker",
     "find_main_processes",
+    "marker_needle",
     "output_evidence",
     "wait_for_training",
 ]
@@ -45,6 +46,7 @@ class ProcessInfo:
     ppid: int
     cmdline: str  # argv joined by single spaces, empty elements dropped (as gopsutil does)
     name: str  # basename of argv[0], else the kernel's comm
+    start: int = 0  # start time in clock ticks after boot (0 when unknown): orders candidates by age
 
 
 class ProcessTable(Protocol):
@@ -90,7 +92,8 @@ class ProcFS:
             return None
         words = [arg.decode("utf-8", "replace") for arg in argv if arg]
         name = os.path.basename(words[0]) if words else comm
-        return ProcessInfo(pid, int(fields[1]), " ".join(words), name)
+        start = int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else 0
+        return ProcessInfo(pid, int(fields[1]), " ".join(words), name, start)
 
     def alive(self, pid: int) -> bool:
         try:
@@ -142,26 +145,46 @@ class MainProcesses:
     shared_namespace: bool
 
 
-def _needle(marker_dir: Path) -> str:
-    # With the trailing slash `/log` does not match `echo completed > /logs/...` (Katib's substring does).
+def marker_needle(marker_dir: Path) -> str:
+    """The text that marks the wrapper's command line (with the trailing slash `/log` does not match
+    `echo completed > /logs/...`, which Katib's substring does)."""
     return f"echo completed > {str(marker_dir).rstrip('/')}/"
+
+
+def _wrappers(procs: list[ProcessInfo], marker_dir: Path | None) -> list[ProcessInfo]:
+    """The processes carrying the marker that were not forked by another one, oldest first.
+
+    A child the wrapper shell forks (for `"$@"`, a subshell, `rm`) carries the wrapper's command line
+    until it execs or exits: its parent carries it too, so it is never the main process. Age (start
+    time, then pid) decides between unrelated ones, e.g. one forked by a subshell that already exited.
+    """
+    if marker_dir is None:
+        return []
+    needle = marker_needle(marker_dir)
+    marked = [p for p in procs if needle in p.cmdline]
+    pids = {p.pid for p in marked}
+    return sorted((p for p in marked if p.ppid not in pids), key=lambda p: (p.start, p.pid))
 
 
 def find_main_processes(
     table: ProcessTable, marker_dir: Path | None, *, self_pid: int, mesh_proxies: Iterable[str] = ()
 ) -> MainProcesses | None:
-    """Katib's GetMainProcesses with its fixes; None when no training process is visible."""
+    """Katib's GetMainProcesses with its fixes; None when no training process is visible.
+
+    Katib takes the last marked root; we take the oldest marked process not forked by another marked
+    one (see `_wrappers`): in a pod the same one, and exact on a plain machine while the wrapper forks.
+    """
     proxies = set(mesh_proxies)
     procs = [p for p in table.processes()
              if p.pid not in (1, self_pid) and p.cmdline and p.name not in proxies]
     roots = [p for p in procs if p.ppid == 0]
-    marked = [p for p in procs if marker_dir is not None and _needle(marker_dir) in p.cmdline]
+    marked = _wrappers(procs, marker_dir)
     marked_roots = [p for p in marked if p.ppid == 0]
     if marked_roots:
-        main = marked_roots[-1].pid
+        main = marked_roots[0].pid
         return MainProcesses(main, frozenset({main, *(p.pid for p in roots)}), True)
     if marked:
-        return MainProcesses(marked[-1].pid, frozenset({marked[-1].pid}), False)
+        return MainProcesses(marked[0].pid, frozenset({marked[0].pid}), False)
     if roots and marker_dir is None:
         return MainProcesses(roots[0].pid, frozenset(p.pid for p in roots), True)
     return None
@@ -256,7 +279,7 @@ class Waiter:
                                   "but no training process and no `completed` marker")
             if self._expired(deadline):
                 return WaitResult(Outcome.TIMED_OUT, "timed out: no training process found "
-                                  f"(looked for `{_needle(self.marker_dir)}` in command lines)"
+                                  f"(looked for `{marker_needle(self.marker_dir)}` in command lines)"
                                   if self.marker_dir else "timed out: no training process found")
             self.waker.sleep(self.poll_interval)
 

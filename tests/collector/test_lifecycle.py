@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from katib_metrics.collector.lifecycle import (
     MainProcesses,
     Outcome,
@@ -22,6 +21,7 @@ from katib_metrics.collector.lifecycle import (
     output_evidence,
     wait_for_training,
 )
+from katib_metrics.injector.wrap import WrapSpec, kubelet_expand, wrap_command
 
 MARKER = "/var/log/katib"
 WRAPPED = f"sh -c python train.py 1>{MARKER}/metrics.log 2>&1 && echo completed > {MARKER}/$$.pid"
@@ -176,3 +176,73 @@ def test_a_training_that_failed_before_we_looked_is_seen_by_its_output(tmp_path:
     empty.mkdir()
     waiting = wait_for_training(empty, poll_interval=0.05, timeout=0.2, evidence=output_evidence(empty))
     assert waiting.outcome is Outcome.TIMED_OUT
+
+
+def test_a_fork_of_the_wrapper_is_never_the_main_process(tmp_path: Path) -> None:
+    # 901 is the wrapper; 905 is its fork before exec (same command line); 907 a fork whose parent (a
+    # subshell) already exited, reparented to init, younger than the wrapper.
+    wrapper = "sh\0-c\0python t.py; echo completed > /tmp/x/$$.pid"
+    table = fake_proc(tmp_path, {1: (0, "S", "/sbin/init"), 900: (1, "S", "bash"), 901: (900, "S", wrapper),
+                                 903: (901, "S", "python\0t.py"), 905: (901, "S", wrapper), 907: (1, "S", wrapper)})
+    for pid, start in ((901, 100), (907, 250)):  # field 22 of stat: the start time in clock ticks
+        (tmp_path / str(pid) / "stat").write_text(
+            f"{pid} (sh) S {900 if pid == 901 else 1} " + " ".join(["0"] * 17) + f" {start} 0\n")
+    assert find_main_processes(table, Path("/tmp/x"), self_pid=5) == MainProcesses(901, frozenset({901}), False)
+    pod = fake_proc(tmp_path / "pod", {1: (0, "S", "/pause"), 30: (0, "S", wrapper), 31: (30, "S", wrapper)})
+    assert find_main_processes(pod, Path("/tmp/x"), self_pid=50) == MainProcesses(30, frozenset({30}), True)
+
+
+def forking_wrapper(marker: Path, stop: Path) -> subprocess.Popen[bytes]:
+    """The injector's wrapper around `true`, preceded by a loop that forks subshells and commands as fast as
+    it can: each fork carries the wrapper's command line (the marker) for the moment it lives."""
+    _, args = wrap_command(["true"], WrapSpec(marker_dir=str(marker), metrics_file=str(marker / "metrics.log"),
+                                              early_stopping=True))
+    script = kubelet_expand(args[0], {})
+    loop = f"while [ ! -e {stop} ]; do ( : ); ( : ) & /bin/true; done; wait; "
+    return subprocess.Popen(["sh", "-c", loop + script, *args[1:]], start_new_session=True)
+
+
+def test_forks_racing_the_scan_never_take_the_wrappers_place(tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
+    proc = forking_wrapper(tmp_path, stop)
+    needle = f"echo completed > {tmp_path}/"
+    table = ProcFS()
+    try:
+        forks_seen = 0
+        deadline = time.monotonic() + 60
+        scans = 0
+        while (scans < 100 or forks_seen < 20) and time.monotonic() < deadline:
+            found = find_main_processes(table, tmp_path, self_pid=os.getpid())
+            assert found is not None and found.main == proc.pid, f"scan {scans} took {found}"
+            scans += 1
+            # The race really ran: this scan (or the one just made) saw a fork carrying the marker.
+            forks_seen += any(p.pid != proc.pid and needle in p.cmdline for p in table.processes())
+        assert forks_seen >= 20, f"only {forks_seen} of {scans} scans saw a fork of the wrapper"
+        stop.touch()
+        result = wait_for_training(tmp_path, poll_interval=0.01, timeout=30.0)
+        assert (result.outcome, result.main_pid) == (Outcome.COMPLETED, proc.pid), result.detail
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop.touch()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_the_wait_follows_the_wrapper_while_it_forks(tmp_path: Path) -> None:
+    stop = tmp_path / "stop"
+    proc = forking_wrapper(tmp_path, stop)
+    try:
+        outcomes = []
+        for _ in range(5):  # each wait starts while forks come and go; it must end on the wrapper's marker
+            waker = Waker()
+            timer = threading.Timer(0.2, waker.wake)
+            timer.start()
+            result = wait_for_training(tmp_path, poll_interval=0.01, waker=waker, timeout=30.0)
+            timer.join()
+            waker.close()
+            outcomes.append((result.outcome, result.main_pid))
+        assert outcomes == [(Outcome.INTERRUPTED, proc.pid)] * 5
+    finally:
+        stop.touch()
+        proc.wait(timeout=30)
