@@ -14,7 +14,7 @@ from pathlib import Path
 
 from katib_metrics.collector.earlystop import DEFAULT_STOP_GRACE, StopRule, parse_stop_rules
 from katib_metrics.collector.flags import SidecarFlags, UsageError, go_parse_bool
-from katib_metrics.parsers.errors import FilterError
+from katib_metrics.parsers.errors import FilterError, SpecError
 from katib_metrics.parsers.filters import compile_filters, split_katib_filters
 from katib_metrics.parsers.model import CollectorSpec, FileFormat, ObjectiveType
 
@@ -66,7 +66,9 @@ def split_names(text: str) -> tuple[str, ...]:
 def check_address(address: str, flag: str) -> str:
     """A gRPC target `HOST:PORT` (IPv6 as `[::1]:6789`); names the flag when it is not one."""
     host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    bracketed = host.startswith("[") and host.endswith("]") and ":" in host
+    bad_host = not host or (not bracketed and any(c in host for c in ":[]/ "))
+    if not sep or bad_host or not port.isdigit() or not 0 < int(port) < 65536:
         raise UsageError(f"invalid address {address!r} for {flag}: want HOST:PORT, "
                          "e.g. katib-db-manager.kubeflow:6789")
     return address
@@ -137,6 +139,23 @@ def _spec(flags: SidecarFlags, kind: FileFormat) -> CollectorSpec:
     )
 
 
+def _prometheus_url(flags: SidecarFlags, spec: CollectorSpec) -> str | None:
+    """The scrape URL and the `-m` selectors checked before anything starts (a bad one is a usage error)."""
+    url = flags.text("prometheus_url")
+    if not url:
+        return None
+    # Imported here: only the PrometheusMetric kind needs the exposition parser and urllib.
+    from katib_metrics.collector.sources.prometheus import check_url
+    from katib_metrics.parsers.prometheus import compile_selectors
+
+    try:
+        compile_selectors(spec.metric_names)
+        return check_url(url)
+    except SpecError as err:
+        flag = "-m" if "selector" in str(err) else "--prometheus-url"
+        raise UsageError(f"{flag}: {err}") from None
+
+
 def _marker_dir(kind: FileFormat, path: Path | None) -> Path | None:
     if path is None:
         return None
@@ -158,13 +177,14 @@ def resolve_settings(flags: SidecarFlags, env: Mapping[str, str] | None = None) 
     earlystop = flags.text("earlystop")
     proxies = tuple(p.strip() for p in flags.text("mesh_proxies", ",".join(DEFAULT_MESH_PROXIES)).split(","))
     spill = flags.text("spill_dir")
+    spec = _spec(flags, kind)
     return Settings(
         trial_name=trial,
-        spec=_spec(flags, kind),
+        spec=spec,
         db_manager=check_address(db_manager, "-s-db"),
         path=path,
         marker_dir=marker_dir,
-        prometheus_url=flags.text("prometheus_url") or None,
+        prometheus_url=_prometheus_url(flags, spec),
         earlystop=check_address(earlystop, "-s-earlystop") if earlystop else "",
         stop_rules=parse_stop_rules(flags.repeated("stop_rules")),
         poll_interval=_positive(flags.number("poll_interval", DEFAULT_POLL_INTERVAL), "-p", allow_zero=False),

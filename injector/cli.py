@@ -72,7 +72,26 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _read_yaml(path: str, what: str) -> Mapping[str, Any]:
+# Where a document of each kind belongs, to name the mix-up when one is given to the wrong option.
+_OPTION_FOR_KIND = {"Trial": "--trial", "Pod": "--pod", "Experiment": "--experiment", "Suggestion": "--experiment",
+                    "ConfigMap": "--config", "KatibConfig": "--config"}
+
+
+def check_kind(document: Mapping[str, Any], path: str, option: str, accepted: Sequence[str]) -> None:
+    """A document whose `kind:` is not one `option` takes is a usage error naming the option it belongs to."""
+    kind = document.get("kind")
+    if kind is None or kind in accepted:
+        return
+    belongs = _OPTION_FOR_KIND.get(str(kind))
+    hint = f": pass it as {belongs}" if belongs and belongs != option else ""
+    raise UsageError(f"{option} {path} holds {_a(str(kind))}, not {' or '.join(map(_a, accepted))}{hint}")
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1] in 'AEIOU' else 'a'} {kind}"
+
+
+def _read_yaml(path: str, what: str, option: str, accepted: Sequence[str]) -> Mapping[str, Any]:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
@@ -83,6 +102,7 @@ def _read_yaml(path: str, what: str) -> Mapping[str, Any]:
         raise UsageError(f"{what} file {path} is not valid YAML: {err}") from err
     if not isinstance(document, Mapping):
         raise UsageError(f"{what} file {path} must hold one {what} object (a YAML mapping)")
+    check_kind(document, path, option, accepted)
     return document
 
 
@@ -97,21 +117,29 @@ def sidecar_options(args: argparse.Namespace, env: Mapping[str, str]) -> Sidecar
     )
 
 
-def read_katib_config(path: str | None) -> KatibConfig:
+def read_katib_config(path: str | None, option: str = "--config") -> KatibConfig:
     if path is None:
         return load_katib_config(SHIPPED_KATIB_CONFIG, "Katib's shipped katib-config")
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as err:
         raise UsageError(f"cannot read katib-config file {path}: {err.strerror or err}") from err
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError:
+        document = None  # load_katib_config names the YAML error
+    if isinstance(document, Mapping):
+        check_kind(document, path, option, ("KatibConfig", "ConfigMap"))
     return load_katib_config(text, path)
 
 
 def _run_mutate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    trial = Trial.from_object(_read_yaml(args.trial, "Trial"))
-    pod = _read_yaml(args.pod, "Pod")
+    trial = Trial.from_object(_read_yaml(args.trial, "Trial", "--trial", ("Trial",)))
+    pod = _read_yaml(args.pod, "Pod", "--pod", ("Pod",))
     config = read_katib_config(args.config)
-    algorithm = algorithm_from_object(_read_yaml(args.experiment, "Experiment")) if args.experiment else None
+    algorithm = algorithm_from_object(
+        _read_yaml(args.experiment, "Experiment", "--experiment", ("Experiment", "Suggestion"))) \
+        if args.experiment else None
     try:
         mutation = mutate_pod(pod, trial, config, sidecar_options(args, env), Resolved(algorithm=algorithm),
                               args.namespace)
@@ -129,7 +157,9 @@ def main(argv: list[str], prog: str) -> int:
     parser = _parser(prog)
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help(sys.stderr)
+        parser.print_usage(sys.stderr)
+        print(f"{prog}: error: missing command: use `{prog} mutate` (see what the webhook does to a pod) or "
+              f"`{prog} serve` (run the webhook); `{prog} --help` describes both", file=sys.stderr)
         return 2
     writer = _configure_logging(os.environ.get("KATIB_INJECTOR_LOG_LEVEL", "INFO").upper(),
                                 queued=args.command == "serve")
@@ -138,7 +168,7 @@ def main(argv: list[str], prog: str) -> int:
             return _run_mutate(args, os.environ)
         from katib_metrics.injector.serve_cli import run_serve
 
-        config = read_katib_config(args.katib_config) if args.katib_config else None
+        config = read_katib_config(args.katib_config, "--katib-config") if args.katib_config else None
         return run_serve(args, os.environ, sidecar_options(args, os.environ), config)
     except (UsageError, InjectorError) as err:
         print(f"{prog} {args.command}: error: {err}", file=sys.stderr)

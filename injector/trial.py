@@ -137,6 +137,8 @@ def _collector_kind(text: str, trial: str) -> CollectorKind:
 
 
 def _decode_trial(obj: Mapping[str, Any]) -> Trial:
+    if obj.get("kind") not in (None, "Trial"):
+        raise InvalidObjectError(f"expected a Trial, got kind {obj.get('kind')!r}")
     meta = _mapping(obj.get("metadata"), "Trial metadata")
     name = str(meta.get("name") or "")
     if not name:

@@ -274,6 +274,10 @@ def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
             if spec.format is FileFormat.TEXT
             else None
         )
+        if spec.format is FileFormat.PROMETHEUS:  # a bad `name{...}` selector, before any output
+            from katib_metrics.parsers.prometheus import compile_selectors
+
+            compile_selectors(spec.metric_names)
     except SpecError as err:
         parser.error(str(err))
     out = _JsonOut(sys.stdout) if args.output == "json" else None

@@ -21,13 +21,13 @@ again. Skipped lines are counted once for each time they newly appear, like valu
 
 from __future__ import annotations
 
-import gzip
 import logging
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.client import HTTPException
@@ -45,7 +45,7 @@ from katib_metrics.parsers.prometheus import (
 )
 from katib_metrics.parsers.stats import ParseStats, Skipped, SkipSink, report_skip
 
-__all__ = ["DEFAULT_PATH", "DEFAULT_PORT", "PrometheusSource", "ScrapeStats", "scrape_url"]
+__all__ = ["DEFAULT_PATH", "DEFAULT_PORT", "PrometheusSource", "ScrapeStats", "check_url", "scrape_url"]
 
 DEFAULT_PORT = 8080
 DEFAULT_PATH = "/metrics"
@@ -117,7 +117,7 @@ class PrometheusSource:
         monotonic: Callable[[], float] = time.monotonic,
         wall_ns: Callable[[], int] = time.time_ns,
     ) -> None:
-        self.url = _checked_url(url or scrape_url())
+        self.url = check_url(url or scrape_url())
         self.interval = interval
         self.timeout = timeout
         self.scrape_stats = ScrapeStats()
@@ -221,10 +221,7 @@ class PrometheusSource:
 
 def _decode(body: bytes, encoding: str, charset: str) -> str:
     if encoding == "gzip":
-        try:
-            body = gzip.decompress(body)
-        except (OSError, EOFError) as exc:
-            raise _ScrapeFailed(f"bad gzip body: {exc}") from None
+        body = gunzip_bounded(body, MAX_BODY_BYTES)
     if len(body) > MAX_BODY_BYTES:
         raise _ScrapeFailed(f"the exposition is larger than {MAX_BODY_BYTES} bytes")
     try:
@@ -233,10 +230,40 @@ def _decode(body: bytes, encoding: str, charset: str) -> str:
         return body.decode("utf-8", errors="replace")
 
 
-def _checked_url(url: str) -> str:
+def gunzip_bounded(body: bytes, limit: int) -> bytes:
+    """`body` decompressed, refused as soon as it grows past `limit` bytes (a gzip bomb never expands in
+    memory: at most `limit` + one 64 KiB step is ever held). Concatenated gzip members are read as gzip does."""
+    out: list[bytes] = []
+    size = 0
+    data = body
+    try:
+        while data:
+            inflater = zlib.decompressobj(wbits=31)  # 16 + 15: a gzip header and trailer are required
+            while data and not inflater.eof:
+                piece = inflater.decompress(data, 65536)
+                data = inflater.unconsumed_tail
+                size += len(piece)
+                if size > limit:
+                    raise _ScrapeFailed(f"the gzip exposition expands to more than {limit} bytes")
+                out.append(piece)
+            if not inflater.eof:
+                raise _ScrapeFailed("bad gzip body: the compressed stream ends early")
+            data = inflater.unused_data.lstrip(b"\0")  # gzip tolerates zero padding between members
+    except zlib.error as exc:
+        raise _ScrapeFailed(f"bad gzip body: {exc}") from None
+    return b"".join(out)
+
+
+def check_url(url: str) -> str:
+    """`url` if it is an http(s) URL with a host and a valid port; SpecError naming it and the fix otherwise."""
+    example = f"expected http://HOST:PORT/PATH, e.g. {scrape_url()}"
     parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SpecError(
-            f"invalid Prometheus URL {url!r}: expected http://HOST:PORT/PATH, e.g. {scrape_url()}"
-        )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SpecError(f"invalid Prometheus URL {url!r}: {example}")
+    try:
+        parts.port  # noqa: B018 -- urllib checks the port only when asked
+    except ValueError:
+        raise SpecError(f"invalid Prometheus URL {url!r}: the port must be a number 1-65535; {example}") from None
+    if parts.port == 0 or any(c.isspace() or ord(c) < 32 for c in url):
+        raise SpecError(f"invalid Prometheus URL {url!r}: {example}")
     return url

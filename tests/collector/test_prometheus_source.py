@@ -6,13 +6,14 @@ import gzip
 import logging
 import socket
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from katib_metrics.collector.sources.prometheus import PrometheusSource, scrape_url
+from katib_metrics.collector.sources.prometheus import PrometheusSource, check_url, scrape_url
 from katib_metrics.parsers.errors import SpecError
 from katib_metrics.parsers.model import CollectorSpec, MetricLog
 from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason, SkipSink
@@ -31,6 +32,7 @@ class Exposition(ThreadingHTTPServer):
         self.text = ""
         self.status = 200
         self.gzip = False
+        self.gzip_body: bytes | None = None  # served as is, with Content-Encoding: gzip
         self.release = threading.Event()
         self.hold = False
         self.requests = 0
@@ -55,6 +57,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = server.text.encode()
         if server.gzip:
             body = gzip.compress(body)
+        if server.gzip_body is not None:
+            body, server.gzip = server.gzip_body, True
         self.send_response(server.status)
         self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
         if server.gzip:
@@ -227,6 +231,39 @@ def test_gzip_bodies_and_the_accept_header(endpoint: Exposition) -> None:
     assert endpoint.accept.startswith("text/plain;version=0.0.4")
 
 
+def _bomb(expanded_mib: int) -> bytes:
+    """A gzip body of a few hundred KiB that expands to `expanded_mib` MiB: one member repeated (gzip
+    reads concatenated members as one stream)."""
+    member = gzip.compress(b"\0" * (8 << 20), compresslevel=9)
+    return member * (expanded_mib // 8)
+
+
+def test_a_gzip_bomb_is_refused_while_it_expands(endpoint: Exposition) -> None:
+    endpoint.gzip_body = _bomb(1024)  # 1 GiB expanded, about 8 KiB x 128 on the wire
+    assert len(endpoint.gzip_body) < 2 << 20
+    src = source(endpoint.url, "loss")
+    tracemalloc.start()
+    try:
+        assert src.flush() == []
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert src.scrape_stats.failed == 1
+    assert "expands to more than 33554432 bytes" in src.scrape_stats.last_error
+    # The limit (32 MiB) plus the compressed body and one inflate step; gzip.decompress held 1 GiB.
+    assert peak < 48 << 20, f"peak {peak >> 20} MiB"
+
+
+def test_gzip_bodies_just_under_the_limit_and_multi_member_bodies_are_read(endpoint: Exposition) -> None:
+    endpoint.gzip_body = gzip.compress(b"loss 1\n") + gzip.compress(b"# filler\n" * 100_000 + b"acc 2\n")
+    assert [(row.name, row.value) for row in source(endpoint.url, "loss", "acc").flush()] == [
+        ("loss", "1"), ("acc", "2")]
+    endpoint.gzip_body = gzip.compress(b"loss 1\n")[:-6]  # the trailer cut off
+    src = source(endpoint.url, "loss")
+    assert src.flush() == []
+    assert "bad gzip body" in src.scrape_stats.last_error
+
+
 def test_stats_count_lines_new_values_and_new_skips_only(endpoint: Exposition) -> None:
     stats = ParseStats()
     skips: list[Skipped] = []
@@ -270,5 +307,10 @@ def test_scrape_url_defaults_and_validation() -> None:
         scrape_url(8080, "metrics")
     with pytest.raises(SpecError, match="invalid Prometheus URL 'localhost:8080'"):
         PrometheusSource(CollectorSpec(("loss",)), "localhost:8080")
+    for bad in ("http://localhost:99999/metrics", "http://localhost:port/metrics", "http://:8080/metrics",
+                "ftp://localhost:8080/metrics", "http://localhost:0/metrics", "http://local host:80/x"):
+        with pytest.raises(SpecError, match="invalid Prometheus URL"):
+            check_url(bad)
+    assert check_url("https://[::1]:9090/m?x=1") == "https://[::1]:9090/m?x=1"
     with pytest.raises(SpecError, match="selector"):
         PrometheusSource(CollectorSpec(("loss{split=val}",)))

@@ -60,3 +60,40 @@ def test_help_lists_both_subcommands() -> None:
     result = run("--help")
     assert result.returncode == 0
     assert "mutate" in result.stdout and "serve" in result.stdout
+
+
+EXPERIMENT = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Experiment", "metadata": {"name": "random"},
+              "spec": {"algorithm": {"algorithmName": "random"}}}
+
+
+def _files(tmp_path: pathlib.Path) -> dict[str, str]:
+    (tmp_path / "experiment.yaml").write_text(yaml.safe_dump(EXPERIMENT))
+    return {"trial": str(EXAMPLES / "trial.yaml"), "pod": str(EXAMPLES / "pod.yaml"),
+            "config": str(EXAMPLES / "katib-config.yaml"), "experiment": str(tmp_path / "experiment.yaml")}
+
+
+def test_each_input_of_the_wrong_kind_is_named_with_the_option_it_belongs_to(tmp_path: pathlib.Path) -> None:
+    files = _files(tmp_path)
+    mixups = [("trial", "experiment", "holds an Experiment, not a Trial: pass it as --experiment"),
+              ("pod", "trial", "holds a Trial, not a Pod: pass it as --trial"),
+              ("config", "experiment",
+               "holds an Experiment, not a KatibConfig or a ConfigMap: pass it as --experiment"),
+              ("experiment", "pod", "holds a Pod, not an Experiment or a Suggestion: pass it as --pod")]
+    for option, given, message in mixups:
+        chosen = {**files, option: files[given]}
+        result = run("mutate", *[item for name, path in chosen.items() for item in (f"--{name}", path)])
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f"katib-metrics injector mutate: error: --{option} {files[given]} {message}"]
+    swapped = {**files, "trial": files["pod"], "pod": files["trial"]}
+    result = run("mutate", *[item for name, path in swapped.items() for item in (f"--{name}", path)])
+    assert "--trial" in result.stderr and "holds a Pod, not a Trial: pass it as --pod" in result.stderr
+    result = run("mutate", *[item for name, path in files.items() for item in (f"--{name}", path)])
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_injector_without_a_command_says_it_is_missing() -> None:
+    result = run()
+    assert result.returncode == 2
+    assert "katib-metrics injector: error: missing command" in result.stderr
+    assert "mutate" in result.stderr and "serve" in result.stderr and "Traceback" not in result.stderr
