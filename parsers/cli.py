@@ -11,10 +11,13 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from operator import itemgetter
-from typing import BinaryIO, NoReturn, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
+from katib_metrics.parsers.diagnosis import DEFAULT_MAX_BYTES
+from katib_metrics.parsers.diagnosis_report import explain
 from katib_metrics.parsers.durations import parse_duration
 from katib_metrics.parsers.errors import SpecError
+from katib_metrics.parsers.input_checks import HeadKeeper, empty_metric_warning
 from katib_metrics.parsers.jsonl import JsonLinesParser
 from katib_metrics.parsers.model import (
     ZERO_TIME,
@@ -182,14 +185,15 @@ class _Warnings:
 
 
 def _batches(
-    spec: CollectorSpec, path: str, stats: ParseStats, warn: _Warnings, text_parser: TextParser | None
+    spec: CollectorSpec, path: str, stats: ParseStats, warn: _Warnings, text_parser: TextParser | None,
+    keep: HeadKeeper | None = None,
 ) -> Iterator[list[MetricLog]]:
     if spec.format is FileFormat.TFEVENT:
         from katib_metrics.parsers.tfevent import read_event_dir  # protobuf is only needed for event files
 
         yield list(read_event_dir(path, spec, stats, warn))
         return
-    with _open(path) as stream:
+    with cast(BinaryIO, keep) if keep is not None else _open(path) as stream:
         if text_parser is not None:
             yield from scan(stream, text_parser)
         elif spec.format is FileFormat.JSON:
@@ -220,9 +224,10 @@ class _JsonOut:
             self.out.write(("" if self.first else ", ") + ", ".join(json.dumps(log.to_dict()) for log in logs))
             self.first = False
 
-    def finish(self, summaries: list[MetricSummary]) -> None:
+    def finish(self, summaries: list[MetricSummary], diagnosis: list[dict[str, Any]] | None = None) -> None:
         observation = {"metrics": [summary.to_dict() for summary in summaries]}
-        self.out.write('], "observation": ' + json.dumps(observation) + "}\n")
+        self.out.write('], "observation": ' + json.dumps(observation)
+                       + ', "diagnosis": ' + json.dumps(diagnosis or []) + "}\n")
 
 
 def _collect(spec: CollectorSpec, batches: Iterable[list[MetricLog]], reducer: Reducer, out: _JsonOut | None) -> None:
@@ -258,6 +263,8 @@ def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
     args = parser.parse_args(argv)
     spec = _spec(parser, args)
     _check_path(parser, args.path, spec.format)
+    if (empty := empty_metric_warning(args.metric)) is not None:
+        print(f"{prog}: warning: {empty}", file=sys.stderr)
     try:
         regex_timeout = parse_duration(args.regex_timeout)
     except ValueError as err:
@@ -282,7 +289,8 @@ def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
         parser.error(str(err))
     out = _JsonOut(sys.stdout) if args.output == "json" else None
     try:
-        _collect(spec, _batches(spec, args.path, stats, warn, text_parser), reducer, out)
+        keep = HeadKeeper(_open("-"), DEFAULT_MAX_BYTES) if args.path == "-" else None  # stdin, for the diagnosis
+        _collect(spec, _batches(spec, args.path, stats, warn, text_parser, keep), reducer, out)
     except ImportError as err:
         print(f"{prog}: error: reading TensorFlow event files needs {err.name}: "
               "pip install 'katib-metrics-collector[tfevent]'", file=sys.stderr)
@@ -290,9 +298,14 @@ def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
     except OSError as err:
         print(f"{prog}: error: cannot read {args.path}: {err.strerror or err}", file=sys.stderr)
         return 1
+    summaries = reducer.summaries()
+    why = explain(spec, args.path, summaries, head=None if keep is None else bytes(keep.head),
+                  regex_timeout=regex_timeout)
     if out is not None:
-        out.finish(reducer.summaries())
+        out.finish(summaries, why.to_json())
     else:
-        _print_table(reducer.summaries(), sys.stdout)
+        _print_table(summaries, sys.stdout)
+    for line in why.lines():
+        print(f"{prog}: {line}", file=sys.stderr)
     print(_summary_line(prog, stats, warn), file=sys.stderr)
     return 0

@@ -39,7 +39,8 @@ def test_table_output(log: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> 
 def test_json_output_schema(log: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-m", "loss", "-m", "accuracy", "--strategy", "accuracy=max", "--output", "json", str(log)]) == 0
     doc = json.loads(capsys.readouterr().out)
-    assert set(doc) == {"metric_logs", "observation"}
+    assert set(doc) == {"metric_logs", "observation", "diagnosis"}
+    assert doc["diagnosis"] == []
     assert doc["metric_logs"][0] == {"time_stamp": "2024-01-01T00:00:00Z", "metric": {"name": "loss", "value": "0.5"}}
     assert [m["name"] for m in doc["observation"]["metrics"]] == ["loss", "accuracy"]
     assert doc["observation"]["metrics"][1] == {"name": "accuracy", "min": "0.7", "max": "0.8", "latest": "0.8",
