@@ -111,16 +111,32 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
     source.add_argument("--path", type=Path, metavar="FILE", help="read metrics from this file instead")
     source.add_argument("--tfevent-dir", type=Path, metavar="DIR", help="read TensorFlow event files here")
     add("--db-manager", metavar="HOST:PORT", help="report to this Katib db-manager instead of the local store")
-    add("--db", type=Path, metavar="FILE", help="the local store's SQLite file (default: user data dir)")
+    add("--db", type=Path, metavar="FILE",
+        help="the local store's SQLite file; its directory must exist (default: user data dir)")
+    add("--append", action="store_true",
+        help="add to a trial of the local store that already has rows (without it, such a --trial is refused)")
+    add("--output", choices=["table", "json"], default="table", type=str.lower,
+        help="the summary table (default) or `parse --output json`'s document on stdout (the command's "
+             "output then goes to stderr)")
     add("--stop-rule", action="append", default=[], metavar="RULE",
-        help="stop the command early when the rule holds: name;value;comparison;startStep, e.g. "
-             "accuracy;0.6;less;4 (repeatable; all must hold; the objective is compared by its best value)")
+        help="stop the command early when the rule holds: name;value;comparison;startStep, comparison one of "
+             "less, greater, equal, e.g. accuracy;0.6;less;4 (repeatable; all must hold; the objective is "
+             "compared by its best value)")
     add("--stop-grace", default="10s", metavar="DURATION",
         help="after an early stop, SIGKILL what still runs this long after SIGTERM (10s)")
     add("--report-timeout", default="300s", metavar="DURATION", help="retry reporting this long (300s)")
     add("--regex-timeout", default="1s", metavar="DURATION", help="time bound of one line's match (1s)")
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
+
+
+def _db_path(path: Path | None) -> Path | None:
+    from katib_metrics.collector.dbmanager.store import StoreError, resolve_db_path
+
+    try:
+        return None if path is None else resolve_db_path(path)
+    except StoreError as err:
+        raise UsageError(str(err)) from None
 
 
 def _run_options(args: argparse.Namespace, command: list[str]) -> RunOptions:
@@ -144,7 +160,8 @@ def _run_options(args: argparse.Namespace, command: list[str]) -> RunOptions:
     return RunOptions(tuple(command), spec, args.trial or default_trial_name(),
                       path=args.tfevent_dir or args.path,
                       db_manager=check_address(args.db_manager, "--db-manager") if args.db_manager else None,
-                      db_path=args.db, report_timeout=parse_duration(args.report_timeout, "-report-timeout"),
+                      db_path=_db_path(args.db), append=args.append, output=args.output,
+                      report_timeout=parse_duration(args.report_timeout, "-report-timeout"),
                       regex_timeout=parse_duration(args.regex_timeout, "-regex-timeout"),
                       stop_rules=parse_stop_rules(args.stop_rule),
                       stop_grace=parse_duration(args.stop_grace, "-stop-grace"))

@@ -16,27 +16,31 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import BinaryIO, TextIO
+from typing import IO, BinaryIO, TextIO, cast
 
-from katib_metrics.collector.dbmanager import StoreError, default_db_path, serve
+from katib_metrics.collector.dbmanager import ObservationStore, StoreError, TrialInfo, default_db_path, serve
 from katib_metrics.collector.delivery import Delivery, deliver
 from katib_metrics.collector.earlystop import DEFAULT_STOP_GRACE, StopRule
 from katib_metrics.collector.pipeline import ParsedLines, Pipeline, open_source
 from katib_metrics.collector.report import ReportError
+from katib_metrics.collector.resend import keep_locally
+from katib_metrics.collector.run_output import LineEnd, RetryNotice, write_results
 from katib_metrics.collector.sources.base import LogSource
 from katib_metrics.collector.sources.pipe import ProcessOutput
 from katib_metrics.collector.stopper import EarlyStop
 from katib_metrics.collector.store import MetricStore
 from katib_metrics.parsers.lines import make_line_parser
-from katib_metrics.parsers.model import CollectorSpec, MetricSummary
+from katib_metrics.parsers.model import CollectorSpec
 from katib_metrics.parsers.stats import ParseStats
+from katib_metrics.parsers.table import plural
+from katib_metrics.parsers.timestamps import Instant, format_rfc3339
 
-__all__ = ["RunOptions", "default_trial_name", "format_table", "run_command"]
+__all__ = ["RunOptions", "default_trial_name", "run_command"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,8 @@ class RunOptions:
     regex_timeout: float = 1.0
     stop_rules: tuple[StopRule, ...] = ()  # early stopping: the command's process tree is stopped
     stop_grace: float = DEFAULT_STOP_GRACE
+    append: bool = False  # add to a trial of the local store that already has rows
+    output: str = "table"  # or "json": `parse --output json`'s document on stdout, the command's output on stderr
 
 
 def default_trial_name(now: float | None = None) -> str:
@@ -80,35 +86,63 @@ def _signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _source(options: RunOptions, proc: subprocess.Popen[bytes], stats: ParseStats,
-            out: BinaryIO, err: BinaryIO) -> LogSource:
+def _source(options: RunOptions, proc: subprocess.Popen[bytes], stats: ParseStats, tee: LineEnd) -> LogSource:
     if options.path is not None:
         return open_source(options.spec, path=options.path, stats=stats, regex_timeout=options.regex_timeout)
-    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None  # stderr shares the pipe: lines stay in the order they were written
     parser = make_line_parser(options.spec, regex_timeout=options.regex_timeout, stats=stats)
-    return ParsedLines(ProcessOutput([(proc.stdout, out), (proc.stderr, err)]), parser)
+    return ParsedLines(ProcessOutput([(proc.stdout, cast(IO[bytes], tee))]), parser)  # it only writes, flushes
 
 
-def _report(store: MetricStore, options: RunOptions) -> tuple[Delivery, str]:
+def _trial_info(options: RunOptions, started: float, resend_to: str = "") -> TrialInfo:
+    spec = options.spec
+    return TrialInfo(options.trial, format_rfc3339(Instant(int(started), int(started % 1 * 1e9))),
+                     spec.metric_names, str(spec.objective_type),
+                     {name: str(spec.strategy_for(name)) for name in spec.metric_names}, resend_to)
+
+
+def _check_trial(options: RunOptions) -> str | None:
+    """Refuse a trial name the local store already holds rows of, unless --append (Katib would add to them)."""
+    if options.db_manager or options.append:
+        return None
+    store = ObservationStore(options.db_path or default_db_path())
+    try:
+        rows = store.row_count(options.trial)
+    finally:
+        store.close()
+    if not rows:
+        return None
+    return (f"trial {options.trial!r} already has {plural(rows, 'row')} in {store.path}: choose another "
+            "--trial, or add --append to add to them")
+
+
+def _report(store: MetricStore, options: RunOptions, started: float) -> tuple[Delivery, str]:
     if options.db_manager:
-        return deliver(store, options.trial, options.db_manager, budget=options.report_timeout), \
-            f"db-manager {options.db_manager}"
+        where = f"db-manager {options.db_manager}"
+        notice = RetryNotice(where, options.report_timeout)
+        return deliver(store, options.trial, options.db_manager, budget=options.report_timeout,
+                       observer=notice), where
     db_path = options.db_path or default_db_path()
-    db_path.parent.mkdir(parents=True, exist_ok=True)
     server = serve("127.0.0.1:0", db_path)
     try:
-        return deliver(store, options.trial, server.address, budget=options.report_timeout), f"{db_path}"
+        delivery = deliver(store, options.trial, server.address, budget=options.report_timeout)
+        server.store.record_trial(_trial_info(options, started))
+        return delivery, f"{db_path}"
     finally:
         server.stop(grace=5)
 
 
-def format_table(summaries: Sequence[MetricSummary]) -> str:
-    """One row per metric: min, max, latest and the count of values (for people, not parsers)."""
-    header = ("metric", "min", "max", "latest", "count")
-    rows = [header] + [(s.name, s.min, s.max, s.latest, str(s.count)) for s in summaries]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-                     for row in rows)
+def _keep(store: MetricStore, options: RunOptions, started: float) -> None:
+    """The db-manager did not take the rows: keep them in the local store and say how to send them again."""
+    db_path = options.db_path or default_db_path()
+    try:
+        kept = keep_locally(db_path, _trial_info(options, started, options.db_manager or ""), store.all_rows())
+    except (StoreError, OSError) as error:
+        print(f"katib-metrics run: error: the rows could not be kept locally either: {error}", file=sys.stderr)
+        return
+    db = "" if options.db_path is None else f" --db {db_path}"
+    print(f"katib-metrics run: {plural(kept, 'row')} of trial {options.trial} kept in {db_path}; send them "
+          f"again with: katib-metrics show {options.trial}{db} --resend", file=sys.stderr)
 
 
 def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: BinaryIO | None = None,
@@ -120,14 +154,23 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     capture = options.path is None
     env = {**os.environ, "KATIB_TRIAL_NAME": options.trial}
     try:
+        refused = _check_trial(options)
+    except StoreError as error:
+        refused = str(error)
+    if refused is not None:
+        print(f"katib-metrics run: error: {refused}", file=sys.stderr)
+        return 2
+    tee = LineEnd(err if options.output == "json" else out)  # stdout holds only the JSON then
+    started = time.time()
+    try:
         proc = subprocess.Popen(options.command, env=env, stdout=subprocess.PIPE if capture else None,
-                                stderr=subprocess.PIPE if capture else None)
+                                stderr=subprocess.STDOUT if capture else None)
     except OSError as error:
         print(f"katib-metrics run: error: cannot run {options.command[0]!r}: {error.strerror}", file=sys.stderr)
         return 127 if isinstance(error, FileNotFoundError) else 126
     stats = ParseStats()
     store = MetricStore(options.spec, stats=stats)
-    source = _source(options, proc, stats, out, err)
+    source = _source(options, proc, stats, tee)
     early = EarlyStop.for_rules(options.stop_rules, options.spec, grace=options.stop_grace,
                                 root_pid=proc.pid) if options.stop_rules else None
     pipeline = Pipeline(early.watch(source) if early is not None else source, store).start()
@@ -138,18 +181,22 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     pipeline.stop()
     source.close()
     status = _exit_status(returncode)
+    tee.end_line()
     try:
-        delivery, where = _report(store, options)
+        delivery, where = _report(store, options, started)
     except (ReportError, StoreError, OSError) as error:
         print(f"katib-metrics run: error: {error}", file=sys.stderr)
+        if isinstance(error, ReportError) and options.db_manager:
+            _keep(store, options, started)
         return status or 1
     finally:
-        summary.write(format_table(store.summaries()) + "\n")
+        write_results(store, options.trial, options.output, summary)
         store.close()
-    summary.write(f"trial {options.trial}: {delivery.rows} rows stored in {where}\n")
+    stored = f"trial {options.trial}: {plural(delivery.rows, 'row')} stored in {where}\n"
+    (sys.stderr if options.output == "json" else summary).write(stored)
     if early is not None and (stopped := early.summary()) is not None:
         early.finish()
-        summary.write(f"trial {options.trial}: {stopped}\n")
+        (sys.stderr if options.output == "json" else summary).write(f"trial {options.trial}: {stopped}\n")
         status = 0  # stopped on purpose, as Katib's wrapper: not a failure
     summary.flush()
     return status

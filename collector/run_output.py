@@ -1,0 +1,74 @@
+"""What `katib-metrics run` prints of its own: the retry notice, the summary table or JSON, the store line."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import BinaryIO, TextIO
+
+from katib_metrics.collector.report.observer import ReportOutcome
+from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.table import json_document, objective_line, summary_table
+
+__all__ = ["LineEnd", "RetryNotice", "write_results"]
+
+PROG = "katib-metrics run"
+
+
+class LineEnd:
+    """A binary stream that remembers whether what was written last ended a line (the table starts on its own)."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.at_line_start = True
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> int:
+        with self._lock:
+            if data:
+                self.at_line_start = data.endswith(b"\n")
+            return self.stream.write(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def end_line(self) -> None:
+        """A newline if the command's last output left a line open."""
+        with self._lock:
+            if not self.at_line_start:
+                self.stream.write(b"\n")
+                self.stream.flush()
+                self.at_line_start = True
+
+
+class RetryNotice:
+    """A `ReportObserver` that says once, on the first retry, where it is retrying and until when."""
+
+    def __init__(self, where: str, budget: float, err: TextIO | None = None) -> None:
+        self.where = where
+        self.budget = budget
+        self.until = time.time() + budget
+        self.err = err or sys.stderr
+        self.said = False
+
+    def retrying(self, code: str, pause: float) -> None:
+        if self.said:
+            return
+        self.said = True
+        until = time.strftime("%H:%M:%S", time.localtime(self.until))
+        print(f"{PROG}: {self.where} did not take the report ({code}); retrying until {until} "
+              f"(--report-timeout {self.budget:g}s)", file=self.err, flush=True)
+
+    def finished(self, outcome: ReportOutcome, seconds: float, rows: int) -> None:
+        """Only the retry is news; the outcome is printed by `run` itself."""
+
+
+def write_results(store: MetricStore, trial: str, output: str, out: TextIO) -> None:
+    """The summary table and which strategy chose the objective's value, or `parse --output json`'s document."""
+    summaries = store.summaries()
+    if output == "json":
+        out.write(json_document(store.all_rows(), summaries, trial_name=trial) + "\n")
+        return
+    out.write(summary_table(summaries) + "\n")
+    out.write(objective_line(summaries, store.spec.objective, store.spec.objective_type) + "\n")
