@@ -107,11 +107,29 @@ def test_output_json_is_parses_document(tmp_path: Path) -> None:
     assert [log["metric"] for log in ours["metric_logs"]] == [log["metric"] for log in theirs["metric_logs"]]
 
 
-def test_reporting_failure_after_success_exits_1(tmp_path: Path) -> None:
-    done = run("-m", "a", "--db-manager", "127.0.0.1:1", "--report-timeout", "500ms", "--", sys.executable,
-               "-c", "print('a=1')", db=tmp_path / "obs.db")
+def test_reporting_failure_after_success_exits_1_keeps_the_rows_and_they_can_be_resent(tmp_path: Path) -> None:
+    db = tmp_path / "obs.db"
+    done = run("--trial", "far", "-m", "a", "--db-manager", "127.0.0.1:1", "--report-timeout", "1s", "--",
+               sys.executable, "-c", "print('a=1'); print('a=2')", db=db)
     assert done.returncode == 1
-    assert "UNAVAILABLE" in done.stderr
+    assert "UNAVAILABLE" in done.stderr and "Traceback" not in done.stderr
+    notices = [line for line in done.stderr.splitlines() if "retrying until" in line]
+    assert len(notices) == 1 and "db-manager 127.0.0.1:1" in notices[0], done.stderr  # said once, where
+    assert f"2 rows of trial far kept in {db}" in done.stderr
+    resend = done.stderr.split("send them again with: ")[1].splitlines()[0]
+    assert resend == f"katib-metrics show far --db {db} --resend"
+    listed = subprocess.run([sys.executable, "-m", "katib_metrics", "trials", "--db", str(db)],
+                            capture_output=True, text=True, timeout=60)
+    assert "did not reach its db-manager" in listed.stderr
+    server = serve("127.0.0.1:0", tmp_path / "remote.db")
+    try:
+        sent = subprocess.run([sys.executable, "-m", "katib_metrics", *resend.split()[1:], server.address],
+                              capture_output=True, text=True, timeout=60)
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout == f"trial far: 2 rows sent to db-manager {server.address}\n"
+        assert [row.value for row in get_observation_log(server.address, "far", "a")] == ["1", "2"]
+    finally:
+        server.stop(grace=1)
 
 
 def test_metrics_from_a_file_and_usage_errors(tmp_path: Path) -> None:
