@@ -1,57 +1,53 @@
-"""The effects of an early-stopping decision: mark, stop the training's process tree, then tell Katib.
+"""The effects of an early-stopping decision: stop the training's process tree, mark it, then tell Katib.
 
     Decision (collector.earlystop, in the reading thread)
+      → the training: the wrapper's child and everything below it (never the wrapper), or `run`'s command
+      → signal 0 to each: a training already gone ended on its own; one that refuses (EPERM) cannot be
+        stopped: say why and how to fix it, and let it run to its end (docs/early-stopping.md)
       → `<dir>/<main pid>.pid` says `early-stopped` (so the wrapper's `||` branch exits 0, reference §4.5)
-      → SIGTERM to every descendant of the main process; SIGKILL to the survivors after a grace period
+      → SIGTERM to the training's tree; SIGKILL to the survivors after a grace period; if no SIGTERM
+        reached the training the marker is withdrawn and nothing is announced
       → (the sidecar waits for the training, drains and reports the observation log)
-      → `EarlyStopping.SetTrialStatus` with a deadline and retries; exit 0 only once it succeeded
+      → `EarlyStopping.SetTrialStatus` with a deadline and retries, only after a delivered SIGTERM
 
 Fixes of reference §9 items 15-17: any number of children and their descendants, escalation to
 SIGKILL, no busy waits (pidfds and `select`), and the status call is made by the main thread after
-the final report, so nothing can exit before it completes. Signals go through pidfds where the
-kernel has them, so a recycled PID is never signalled.
+the final report, so nothing can exit before it completes. The collector never fails a trial for
+what it could not do: it cannot stop the training → exit 0, with the reason in its log.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import select
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from katib_metrics.collector.earlystop import DEFAULT_STOP_GRACE, Decision, RuleEngine, RuleWatch, StopRule
-from katib_metrics.collector.lifecycle import EARLY_STOPPED, ProcessInfo, ProcessTable, ProcFS, find_main_processes
+from katib_metrics.collector.lifecycle import (
+    EARLY_STOPPED,
+    ProcessInfo,
+    ProcessTable,
+    ProcFS,
+    find_main_processes,
+    marker_needle,
+)
 from katib_metrics.collector.report import EarlyStoppingClient, TrialStatusError
 from katib_metrics.collector.settings import Settings
 from katib_metrics.collector.sources.base import LogSource
+from katib_metrics.collector.treekill import TrainingTree, TreeKill, descendants, training_tree
 from katib_metrics.parsers.model import CollectorSpec
 
-__all__ = ["EarlyStop", "TreeKill", "descendants", "early_stop_for", "tell_trial_stopped", "write_marker"]
+__all__ = ["EarlyStop", "TreeKill", "descendants", "early_stop_for", "tell_trial_stopped", "training_tree",
+           "write_marker"]
 
 log = logging.getLogger(__name__)
 
-_FALLBACK_POLL = 0.05  # only without pidfds (an injected /proc): how often survivors are checked
-
-
-def descendants(processes: Iterable[ProcessInfo], root: int) -> list[int]:
-    """Every process below `root` in the tree, parents before children (root itself excluded)."""
-    children: dict[int, list[int]] = {}
-    for proc in processes:
-        children.setdefault(proc.ppid, []).append(proc.pid)
-    seen = {root}
-    found: list[int] = []
-    frontier = [root]
-    while frontier:
-        below = [pid for parent in frontier for pid in children.get(parent, ()) if pid not in seen]
-        seen.update(below)
-        found.extend(below)
-        frontier = below
-    return found
+_FIX = ("run the collector as the training's user (securityContext.runAsUser on the training container; with "
+        "Katib's webhook also init.controller.injectSecurityContext: true) or as root with CAP_KILL, in a pod "
+        "with shareProcessNamespace: true (docs/early-stopping.md)")
 
 
 def write_marker(marker_dir: Path, pid: int) -> Path:
@@ -61,6 +57,34 @@ def write_marker(marker_dir: Path, pid: int) -> Path:
     partial.write_bytes(EARLY_STOPPED.encode())
     os.replace(partial, path)
     return path
+
+
+def withdraw_marker(path: Path) -> None:
+    """Remove our `early-stopped` marker when no signal followed it (the wrapper's own `completed` stays)."""
+    try:
+        if path.read_bytes() == EARLY_STOPPED.encode():
+            path.unlink()
+    except OSError:
+        pass
+
+
+def _who(pid: int) -> str:
+    """`uid N` of a process, for the message that says why it cannot be signalled."""
+    try:
+        return f"uid {os.stat(f'/proc/{pid}').st_uid}"
+    except OSError:
+        return "uid unknown"
+
+
+def _can_kill() -> bool:
+    """Whether this process has CAP_KILL in its effective set (bit 5 of CapEff)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) & (1 << 5))
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 class _Snapshot:
@@ -78,87 +102,6 @@ class _Snapshot:
 
     def open_pidfd(self, pid: int) -> int | None:
         return self.table.open_pidfd(pid)
-
-
-@dataclass
-class _Target:
-    pid: int
-    fd: int | None  # a pidfd: signals reach exactly this process, and it polls readable on exit
-
-
-class TreeKill:
-    """SIGTERM now to `pids`, SIGKILL after `grace` to those still alive; `wait()` for the outcome."""
-
-    def __init__(self, pids: Sequence[int], *, grace: float, table: ProcessTable,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.grace = grace
-        self.table = table
-        self.clock = clock
-        self.terminated: list[int] = []
-        self.killed: list[int] = []
-        self.failed: dict[int, str] = {}
-        self.sigterm_at: float | None = None  # wall clock, for the logs and the latency measurement
-        self._targets = [_Target(pid, table.open_pidfd(pid)) for pid in pids]
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._escalate, name="early-stop-kill", daemon=True)
-
-    def start(self) -> TreeKill:
-        self.sigterm_at = time.time()
-        for target in self._targets:
-            if self._send(target, signal.SIGTERM):
-                self.terminated.append(target.pid)
-        self._thread.start()
-        return self
-
-    def _send(self, target: _Target, sig: signal.Signals) -> bool:
-        try:
-            if target.fd is not None:
-                signal.pidfd_send_signal(target.fd, sig)
-            else:
-                os.kill(target.pid, sig)
-        except ProcessLookupError:
-            return False  # already gone: nothing to stop
-        except OSError as err:  # EPERM: the sidecar does not run as the training's user
-            self.failed[target.pid] = err.strerror or str(err)
-            return False
-        return True
-
-    def _exited(self, target: _Target) -> bool:
-        return not self.table.alive(target.pid)
-
-    def _escalate(self) -> None:
-        try:
-            survivors = self._wait_out([t for t in self._targets if t.pid in self.terminated])
-            for target in survivors:
-                if self._send(target, signal.SIGKILL):
-                    self.killed.append(target.pid)
-            if self.killed:
-                log.warning("early stopping: SIGKILL to %d process(es) still running %gs after SIGTERM: %s",
-                            len(self.killed), self.grace, self.killed)
-        finally:
-            for target in self._targets:
-                if target.fd is not None:
-                    os.close(target.fd)
-            self._done.set()
-
-    def _wait_out(self, targets: list[_Target]) -> list[_Target]:
-        """Sleep until every target exited or the grace period ends; the ones still running."""
-        deadline = self.clock() + self.grace
-        running = [t for t in targets if not self._exited(t)]
-        while running and self.clock() < deadline:
-            fds = [t.fd for t in running if t.fd is not None]
-            nap = deadline - self.clock() if len(fds) == len(running) else min(_FALLBACK_POLL,
-                                                                             deadline - self.clock())
-            if fds:
-                select.select(fds, [], [], max(nap, 0.0))
-            else:
-                self._done.wait(max(nap, 0.0))
-            running = [t for t in running if not self._exited(t)]
-        return running
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """True once every signalled process exited or was SIGKILLed."""
-        return self._done.wait(timeout)
 
 
 def tell_trial_stopped(address: str, trial: str, *, budget: float) -> int:
@@ -182,6 +125,8 @@ class EarlyStop:
     kill: TreeKill | None = None
     marker: Path | None = None
     problems: list[str] = field(default_factory=list)
+    blocked: str | None = None  # why the training could not be stopped although every rule held
+    _main_pid: int | None = None  # the wrapper found by the marker: never signalled
 
     @classmethod
     def for_rules(cls, rules: Sequence[StopRule], spec: CollectorSpec, *, grace: float = DEFAULT_STOP_GRACE,
@@ -198,46 +143,76 @@ class EarlyStop:
         return RuleWatch(source, self.engine, self.act)
 
     def act(self, decision: Decision) -> None:
-        """Mark and stop the training; called once, in the reading thread, right after the decision.
+        """Stop the training; called once, in the reading thread, right after the decision.
 
-        Rules that first hold while the final lines are read, after the training ended on its own,
-        stop nothing: such a trial is not early-stopped (no marker, no SetTrialStatus).
+        The decision counts (marker, SetTrialStatus) only once SIGTERM reached the training. Rules that
+        first hold after the training ended on its own stop nothing; a training that refuses our signals
+        runs to its end (the reason is logged; the collector still reports everything and exits 0).
         """
         decided = time.time()
-        snapshot = _Snapshot(self.table)
-        main = self._main(snapshot)
-        if main is None:
-            log.info("early stopping: the rules hold only after the training ended: it is not early-stopped")
+        tree = self._tree(_Snapshot(self.table))
+        kill = TreeKill(tree.all, grace=self.grace, table=self.table)
+        refused = kill.probe()
+        top = [pid for pid in tree.top if pid in kill.pids]
+        if not top:
+            kill.cancel()
+            log.info("early stopping: the rules hold only after the training ended: it ended on its own "
+                     "and is not early-stopped")
             return
-        self.decision = decision
-        pids = self._doomed(snapshot, *main)
-        self.kill = TreeKill(pids, grace=self.grace, table=self.table).start()
-        assert self.kill.sigterm_at is not None
+        if blocked := {pid: refused[pid] for pid in top if pid in refused}:
+            kill.cancel()
+            self._cannot_stop(", ".join(f"process {pid} ({_who(pid)}): {why}" for pid, why in blocked.items())
+                              + f"; this collector runs as uid {os.geteuid()} "
+                              + ("with" if _can_kill() else "without") + f" CAP_KILL. Fix: {_FIX}")
+            return
+        if not self._mark(kill):
+            return
+        kill.start()
+        if not any(pid in kill.terminated for pid in top):  # it exited between the probe and the signal
+            if self.marker is not None:
+                withdraw_marker(self.marker)
+                self.marker = None
+            log.info("early stopping: the training ended on its own as it was being stopped: not early-stopped")
+            return
+        self.decision, self.kill = decision, kill
+        assert kill.sigterm_at is not None
         log.info("early stopping: SIGTERM sent to %d process(es) %s, %.1f ms after the decision; SIGKILL "
-                 "after %gs", len(self.kill.terminated), self.kill.terminated,
-                 (self.kill.sigterm_at - decided) * 1000, self.grace)
-        for pid, why in self.kill.failed.items():
-            self._problem(f"cannot signal training process {pid}: {why} (run the sidecar as the training's "
-                          "user, in a pod with shareProcessNamespace: true)")
+                 "after %gs", len(kill.terminated), kill.terminated, (kill.sigterm_at - decided) * 1000, self.grace)
+        for pid, why in kill.failed.items():
+            self._problem(f"cannot signal training process {pid} ({_who(pid)}): {why}; it may keep running. "
+                          f"Fix: {_FIX}")
 
-    def _main(self, snapshot: _Snapshot) -> tuple[int, bool] | None:
-        """The main process and whether it is the training itself; None when it is gone."""
+    def _tree(self, snapshot: _Snapshot) -> TrainingTree:
+        """The training to stop: `run`'s command and its tree, else what runs below the wrapper."""
         if self.root_pid is not None:
-            return (self.root_pid, True) if self.table.alive(self.root_pid) else None
+            return training_tree(snapshot.found, self.root_pid, needle=None, include_main=True)
         found = find_main_processes(snapshot, self.marker_dir, self_pid=self.self_pid,
                                     mesh_proxies=self.mesh_proxies)
-        return None if found is None else (found.main, False)
+        if found is None:
+            return TrainingTree((), ())
+        if self.marker_dir is None:  # no wrapper (kind PrometheusMetric): the main process is the training
+            return training_tree(snapshot.found, found.main, needle=None, include_main=True)
+        self._main_pid = found.main
+        return training_tree(snapshot.found, found.main, needle=marker_needle(self.marker_dir))
 
-    def _doomed(self, snapshot: _Snapshot, main: int, include_main: bool) -> list[int]:
-        """Write the marker, then list what to signal: the main process's descendants (or it alone)."""
-        if self.marker_dir is not None:
-            try:
-                self.marker = write_marker(self.marker_dir, main)
-            except OSError as err:
-                self._problem(f"cannot write the early-stopped marker in {self.marker_dir}: {err}")
-        below = descendants(snapshot.found, main)
-        # Without a wrapper shell around it the main process is the training itself.
-        return [main, *below] if include_main or not below else below
+    def _mark(self, kill: TreeKill) -> bool:
+        """The marker goes first, so the wrapper reads it when the training dies; False when it cannot."""
+        if self.marker_dir is None or self._main_pid is None:
+            return True
+        try:
+            self.marker = write_marker(self.marker_dir, self._main_pid)
+        except OSError as err:
+            kill.cancel()
+            self._cannot_stop(f"cannot write the early-stopped marker in {self.marker_dir} ({err.strerror}), "
+                              "without which the wrapper would report the stopped training as failed. Fix: make "
+                              "that directory writable by the collector's user")
+            return False
+        return True
+
+    def _cannot_stop(self, why: str) -> None:
+        self.blocked = why
+        self._problem(f"every rule holds but the training cannot be stopped: {why}. It runs to its end and "
+                      "its own outcome decides the trial; everything collected is still reported")
 
     def _problem(self, text: str) -> None:
         self.problems.append(text)
@@ -250,13 +225,12 @@ class EarlyStop:
     def conclude(self, trial: str, address: str, *, budget: float) -> int:
         """After the final report: tell the early-stopping service. 0 when not stopped or once told."""
         if self.decision is None:
+            if self.blocked is not None:
+                log.warning("early stopping: trial %s was not stopped although every rule held (the training "
+                            "could not be stopped, see above); it is not reported early-stopped", trial)
             return 0
         if not self.finish():
             log.warning("early stopping: processes of the training are still being stopped")
-        if self.kill is not None and not self.kill.terminated and self.kill.failed:
-            log.error("early stopping: the rules held but no training process could be stopped, so trial %s "
-                      "is not reported early-stopped (see the errors above)", trial)
-            return 1
         if not address:
             log.warning("early stopping: trial %s was stopped but no -s-earlystop address was given: "
                         "Katib is not told", trial)
