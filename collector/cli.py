@@ -179,6 +179,10 @@ def run_main(argv: list[str], prog: str) -> int:
         options = _run_options(args, command)
     except UsageError as err:
         return _usage_error(prog, err)
+    from katib_metrics.parsers.input_checks import empty_metric_warning
+
+    if (empty := empty_metric_warning(args.metric)) is not None:
+        print(f"{prog}: warning: {empty}", file=sys.stderr)
     _configure_logging("WARNING")  # the command's own output is what people watch
     from katib_metrics.collector.run import run_command
 

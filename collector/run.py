@@ -25,6 +25,7 @@ from typing import IO, BinaryIO, TextIO, cast
 
 from katib_metrics.collector.dbmanager import ObservationStore, StoreError, TrialInfo, default_db_path, serve
 from katib_metrics.collector.delivery import Delivery, deliver
+from katib_metrics.collector.diagnostics import OutputHead, explain_safely, print_explanation
 from katib_metrics.collector.earlystop import DEFAULT_STOP_GRACE, StopRule
 from katib_metrics.collector.pipeline import ParsedLines, Pipeline, open_source
 from katib_metrics.collector.report import ReportError
@@ -161,6 +162,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
         print(f"katib-metrics run: error: {refused}", file=sys.stderr)
         return 2
     tee = LineEnd(err if options.output == "json" else out)  # stdout holds only the JSON then
+    head = OutputHead()  # the output's first MiBs: a diagnosis of what is unavailable reads them again
     started = time.time()
     try:
         proc = subprocess.Popen(options.command, env=env, stdout=subprocess.PIPE if capture else None,
@@ -170,7 +172,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
         return 127 if isinstance(error, FileNotFoundError) else 126
     stats = ParseStats()
     store = MetricStore(options.spec, stats=stats)
-    source = _source(options, proc, stats, tee)
+    source = _source(options, proc, stats, cast(LineEnd, head.tee(tee)))
     early = EarlyStop.for_rules(options.stop_rules, options.spec, grace=options.stop_grace,
                                 root_pid=proc.pid) if options.stop_rules else None
     pipeline = Pipeline(early.watch(source) if early is not None else source, store).start()
@@ -190,7 +192,10 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
             _keep(store, options, started)
         return status or 1
     finally:
-        write_results(store, options.trial, options.output, summary)
+        why = explain_safely(options.spec, str(options.path or ""), store.summaries(),
+                             head=None if options.path else head.data, regex_timeout=options.regex_timeout)
+        write_results(store, options.trial, options.output, summary, diagnosis=why.to_json())
+        print_explanation(why, "katib-metrics run", sys.stderr)
         store.close()
     stored = f"trial {options.trial}: {plural(delivery.rows, 'row')} stored in {where}\n"
     (sys.stderr if options.output == "json" else summary).write(stored)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 from katib_metrics.collector.report.observer import ReportOutcome
 from katib_metrics.collector.store import MetricStore
@@ -64,11 +64,12 @@ class RetryNotice:
         """Only the retry is news; the outcome is printed by `run` itself."""
 
 
-def write_results(store: MetricStore, trial: str, output: str, out: TextIO) -> None:
+def write_results(store: MetricStore, trial: str, output: str, out: TextIO,
+                  diagnosis: list[dict[str, Any]] | None = None) -> None:
     """The summary table and which strategy chose the objective's value, or `parse --output json`'s document."""
     summaries = store.summaries()
     if output == "json":
-        out.write(json_document(store.all_rows(), summaries, trial_name=trial) + "\n")
+        out.write(json_document(store.all_rows(), summaries, trial_name=trial, diagnosis=diagnosis or []) + "\n")
         return
     out.write(summary_table(summaries) + "\n")
     out.write(objective_line(summaries, store.spec.objective, store.spec.objective_type) + "\n")

@@ -18,8 +18,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from katib_metrics.collector.diagnostics import log_diagnosis
 from katib_metrics.collector.exposition import CollectorMetrics, MetricsServerError, serve_metrics
-from katib_metrics.collector.lifecycle import Outcome, ProcessTable, WaitResult, Waker, output_evidence, wait_for_training
+from katib_metrics.collector.lifecycle import (
+    Outcome,
+    ProcessTable,
+    WaitResult,
+    Waker,
+    output_evidence,
+    wait_for_training,
+)
 from katib_metrics.collector.pipeline import Pipeline, open_source
 from katib_metrics.collector.report import ReportError
 from katib_metrics.collector.settings import Settings
@@ -126,6 +134,8 @@ class Sidecar:
         except ReportError as err:
             log.error("%s", err)
             return EXIT_REPORT_FAILED
+        finally:  # after the report, which must not wait for advice: why a metric is unavailable
+            log_diagnosis(log, s.spec, str(s.path or ""), self.store.summaries(), regex_timeout=s.regex_timeout)
         log.info("Metrics reported: %d rows for trial %s in %d request(s), %.3fs", done.rows, s.trial_name,
                  done.requests, done.seconds)
         if self.early is not None:  # the final report precedes SetTrialStatus (Katib's order)

@@ -124,7 +124,7 @@ class Sample:
 
 def read_sample(path: str, data: bytes | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Sample:
     """At most `max_bytes` of whole lines from `path` (`data` when given: e.g. a buffer kept of stdin)."""
-    where = "standard input" if path in ("", "-") else path
+    where = {"": "the command's output", "-": "standard input"}.get(path, path)
     if data is None:
         try:
             with open(path, "rb") as stream:

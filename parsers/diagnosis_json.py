@@ -123,7 +123,8 @@ def _one(spec: CollectorSpec, sample: Sample, seen: _Pass, name: str) -> Diagnos
                          "request the metric by the key the training writes, or write it under the requested key",
                          _metric_suggestion(spec, sample, close))
     keys = ", ".join(list(seen.keys)[:8]) or "none"
-    return Diagnosis(name, "not_found", f"no key {name!r} in {sample.scope} ({lines(seen.lines)}); numeric keys: {keys}",
+    return Diagnosis(name, "not_found",
+                     f"no key {name!r} in {sample.scope} ({lines(seen.lines)}); numeric keys: {keys}",
                      f'write it as a top-level key of each JSON line: {{"{name}": 0.91}}')
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from katib_metrics.parsers.diagnosis import Diagnosis, diagnose, format_diagnosis
-from katib_metrics.parsers.input_checks import input_warnings
+from katib_metrics.parsers.input_checks import input_warnings, missing_path_warning
 from katib_metrics.parsers.model import CollectorSpec, MetricSummary
 
 __all__ = ["Explanation", "explain"]
@@ -48,7 +48,11 @@ def explain(
     `head` replaces the file's content for inputs that cannot be read again (standard input, a
     command's output): a bounded buffer kept while reading.
     """
+    if not path and head is None:
+        return Explanation()  # nothing to look at again (a scrape)
     found_any = any(s.count for s in summaries)
     warnings = input_warnings(path, spec.format, found_any=found_any, head=head) if path else []
+    if path and path != "-" and (gone := missing_path_warning(path, spec.format)) is not None:
+        warnings.insert(0, gone)
     diagnoses = diagnose(spec, spec.format, path, summaries, data=head, regex_timeout=regex_timeout)
     return Explanation(tuple(warnings), tuple(diagnoses))

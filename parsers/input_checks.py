@@ -33,8 +33,7 @@ def missing_path_warning(path: str, fmt: FileFormat) -> str | None:
     if os.path.exists(path):
         return None
     what = "event directory" if fmt is FileFormat.TFEVENT else "metrics file"
-    return (f"{path} never appeared: the command wrote no {what} there (check the path; without --path "
-            "the metrics are read from the command's output)")
+    return f"{path} never appeared: nothing wrote a {what} there (check the path the training writes to)"
 
 
 def input_warnings(path: str, fmt: FileFormat, *, found_any: bool, head: bytes | None = None) -> list[str]:
@@ -60,7 +59,7 @@ def _event_dir_warnings(path: str) -> list[str]:
     from katib_metrics.parsers.tfevent import list_event_files
 
     if not os.path.isdir(path):
-        return [f"{path} does not exist: no event files were read"]
+        return []  # said by `missing_path_warning`
     if list_event_files(path):
         return []
     return [f"{path} holds no TensorFlow event files (names containing 'tfevents', searched recursively): "
