@@ -12,7 +12,9 @@ from contextlib import contextmanager
 from types import FrameType
 
 from katib_metrics.collector.dbmanager.server import AddressError, BindError, parse_listen, serve
-from katib_metrics.collector.dbmanager.store import StoreError, default_db_path
+from katib_metrics.collector.dbmanager.store import StoreError, default_db_path, resolve_db_path
+
+log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:6789"
 STOP_GRACE_SECONDS = 5.0
@@ -46,7 +48,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "--db",
         metavar="FILE",
         default=None,
-        help=f"SQLite database file, created if missing (default: {default_db_path()})",
+        help=f"SQLite database file, created if missing in an existing directory (default: {default_db_path()})",
     )
     parser.add_argument(
         "--log-level",
@@ -62,7 +64,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """Set `stop` on SIGTERM and SIGINT while inside; the previous handlers come back after."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        logging.getLogger(__name__).info("received %s, stopping", signal.Signals(signum).name)
+        log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -89,15 +91,21 @@ def main(argv: list[str], prog: str) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    db_path = args.db or default_db_path()
     try:
-        running = serve(args.listen, db_path)
-    except (BindError, StoreError) as err:
+        db_path = resolve_db_path(args.db)
+    except StoreError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
-        return 1
+        return 2
     stop = threading.Event()
+    # Handlers first, then the announcement: once "listening on" is printed, a stop signal is never lost.
     with _stop_on_signals(stop):
+        try:
+            running = serve(args.listen, db_path)
+        except (BindError, StoreError) as err:
+            print(f"{prog}: error: {err}", file=sys.stderr)
+            return 1
+        log.info("db-manager listening on %s:%d (database %s)", running.host, running.port, running.store.path)
         stop.wait()
     running.stop(STOP_GRACE_SECONDS)
-    logging.getLogger(__name__).info("db-manager stopped")
+    log.info("db-manager stopped")
     return 0

@@ -14,7 +14,9 @@ with an error; both fail a probe).
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import sqlite3
 from collections.abc import Callable
 from concurrent import futures
@@ -175,7 +177,7 @@ def serve(listen: str, db_path: str | Path, *, max_workers: int = 8) -> RunningS
     )
     api_pb2_grpc.add_DBManagerServicer_to_server(DBManagerService(store), server)  # type: ignore[no-untyped-call]
     health_pb2_grpc.add_HealthServicer_to_server(HealthService(store), server)  # type: ignore[no-untyped-call]
-    bound = _bind(server, host, port)
+    bound = 0 if _in_use(host, port) else _bind(server, host, port)
     if not bound:
         store.close()
         raise BindError(
@@ -183,8 +185,26 @@ def serve(listen: str, db_path: str | Path, *, max_workers: int = 8) -> RunningS
             "stop the other process or choose another --listen"
         )
     server.start()
-    log.info("db-manager listening on %s:%d (database %s)", host, bound, store.path)
+    log.debug("db-manager serving on %s:%d (database %s)", host, bound, store.path)
     return RunningServer(bound, host, store, server)
+
+
+def _in_use(host: str, port: int) -> bool:
+    """A port another process listens on, found before gRPC's C core tries it (and logs its own line)."""
+    if port == 0:
+        return False
+    try:
+        infos = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False  # gRPC will say what is wrong with the address
+    for family, kind, proto, _, address in infos[:1]:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            try:
+                probe.bind(address)
+            except OSError as err:
+                return err.errno == errno.EADDRINUSE
+    return False
 
 
 def _bind(server: Any, host: str, port: int) -> int:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -55,7 +58,7 @@ def _wait_for_line(lines: queue.Queue[str], pattern: str, timeout: float) -> re.
 def test_cli_serves_until_a_stop_signal_and_keeps_the_rows(
     tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
-    db = tmp_path / "data" / "obs.db"
+    db = tmp_path / "obs.db"
     proc = subprocess.Popen(
         [sys.executable, "-m", "katib_metrics", "db-manager", "--listen", "127.0.0.1:0", "--db", str(db)],
         cwd=ROOT,
@@ -128,8 +131,51 @@ def test_port_in_use_exits_1_naming_the_address(tmp_path: Path, capsys: pytest.C
 
 
 def test_unusable_db_path_exits_1_naming_the_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    assert main(["--listen", "127.0.0.1:0", "--db", str(blocker / "obs.db")], PROG) == 1
+    assert main(["--listen", "127.0.0.1:0", "--db", str(tmp_path)], PROG) == 1  # a directory
     err = capsys.readouterr().err
-    assert f"{blocker}/obs.db" in err and "--db" in err and len(err.strip().splitlines()) == 1
+    assert str(tmp_path) in err and "--db" in err and len(err.strip().splitlines()) == 1
+
+
+def test_db_in_a_missing_directory_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--listen", "127.0.0.1:0", "--db", str(tmp_path / "typo" / "obs.db")], PROG) == 2
+    err = capsys.readouterr().err
+    assert f"directory {tmp_path / 'typo'} does not exist" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "typo").exists()
+
+
+def test_port_in_use_is_one_line_without_grpcs_own_log(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = "127.0.0.1:%d" % taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "katib_metrics", "db-manager", "--listen", address,
+                               "--db", str(tmp_path / "obs.db")], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [f"{PROG}: error: cannot listen on {address}: the port is in use or the "
+                                        "address is not local; stop the other process or choose another --listen"]
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_right_at_the_announcement_is_not_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stop_signal: signal.Signals
+) -> None:
+    """The worst moment: the signal arrives as "listening on" is logged. Handlers must already be ours."""
+    seen: list[object] = []
+
+    class AtAnnouncement(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "listening on" in record.getMessage():
+                seen.append(signal.getsignal(stop_signal))
+                if signal.getsignal(stop_signal) not in (signal.SIG_DFL, signal.default_int_handler):
+                    os.kill(os.getpid(), stop_signal)  # only when it cannot kill the test run itself
+
+    logger = logging.getLogger("katib_metrics.collector.dbmanager.cli")
+    handler = AtAnnouncement()
+    logger.addHandler(handler)
+    monkeypatch.setattr(logger, "level", logging.INFO)
+    try:
+        code = main(["--listen", "127.0.0.1:0", "--db", str(tmp_path / "obs.db")], PROG)
+    finally:
+        logger.removeHandler(handler)
+    assert len(seen) == 1 and seen[0] not in (signal.SIG_DFL, signal.default_int_handler)
+    assert code == 0
