@@ -4,8 +4,9 @@ manifest (an index or manifest list picks the configured platform, linux/amd64 b
 `config.Entrypoint` / `config.Cmd`. Authentication as `docker pull` does it: anonymous or a pull secret's
 username/password, Basic or through the registry's Bearer token challenge. Candidates are tried in order (the
 pull secrets that match the registry, then anonymous) until one is let in. Every lookup shares one deadline,
-bodies are size-bounded and digest-checked, credentials never follow a redirect to another host, and results
-are cached (by digest for a long time, by tag briefly). Errors: `RegistryError`, `RegistryAuthError`.
+bodies are size-bounded and digest-checked, every URL (image, token realm, redirect) passes `injector.egress`
+(https only, no loopback, link-local or metadata addresses, credentials kept to one origin), and results are
+cached (by digest for a long time, by tag briefly). Errors: `RegistryError`, `RegistryAuthError`.
 """
 
 from __future__ import annotations
@@ -25,6 +26,15 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 from katib_metrics.injector.cache import TtlCache
+from katib_metrics.injector.egress import (
+    AddressPolicy,
+    GuardedHTTPHandler,
+    GuardedHTTPSHandler,
+    NoRedirect,
+    Resolver,
+    check_target,
+    same_origin,
+)
 from katib_metrics.injector.errors import RegistryAuthError, RegistryError
 from katib_metrics.injector.imageref import Credential, ImageRef, matching, parse_image, unique
 from katib_metrics.injector.mutate import ImageConfig
@@ -52,13 +62,6 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     params = {m[1].lower(): (m[2] if m[2] is not None else m[3]).replace('\\"', '"')
               for m in _CHALLENGE_PARAM.finditer(rest)}
     return scheme.lower(), params
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Redirects are followed by `_Session`, which decides whether credentials may go along."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
 
 
 def _basic(credential: Credential) -> str:
@@ -109,7 +112,7 @@ class _Session:
         self.image = image
         self.credential = credential
         self.deadline = deadline
-        self.scheme = "http" if image.registry in client.insecure_registries else "https"
+        self.scheme = "http" if image.registry.lower() in client.insecure_registries else "https"
         self.authorization: str | None = None
 
     # -- HTTP -----------------------------------------------------------------------------------------------
@@ -152,14 +155,16 @@ class _Session:
         return b"".join(chunks)
 
     def send(self, url: str, headers: dict[str, str], limit: int) -> tuple[int, Any, bytes]:
-        """(status, headers, body), redirects followed; Authorization is dropped when the host changes."""
+        """(status, headers, body), redirects followed (at most MAX_REDIRECTS, each checked by
+        `RegistryClient.check_target`); Authorization is dropped on any change of scheme, host or port."""
         for _ in range(MAX_REDIRECTS + 1):
+            self.client.check_target(url)
             response = self._open(url, headers)
             status = int(getattr(response, "status", None) or response.code)
             if status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
                 target = urljoin(url, response.headers["Location"])
                 response.close()
-                if urlsplit(target).netloc != urlsplit(url).netloc:
+                if not same_origin(target, url):
                     headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
                 url = target
                 continue
@@ -170,8 +175,7 @@ class _Session:
 
     def _token(self, params: Mapping[str, str]) -> str:
         realm = params.get("realm", "")
-        if urlsplit(realm).scheme != "https" and not (
-                urlsplit(realm).scheme == "http" and self.scheme == "http"):
+        if urlsplit(realm).scheme not in ("https", "http"):
             raise RegistryError(f"registry {self.image.registry} sends for tokens to {realm!r}, not an https URL")
         query = {k: v for k, v in (("service", params.get("service", "")),
                                     ("scope", params.get("scope") or f"repository:{self.image.repository}:pull"))
@@ -284,21 +288,29 @@ class RegistryClient:
     def __init__(self, *, timeout: float = 10.0, ssl_context: ssl.SSLContext | None = None,
                  insecure_registries: Sequence[str] = (), platform: str = "linux/amd64",
                  tag_ttl: float = 600.0, digest_ttl: float = 86400.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, allow_local: Sequence[str] = (),
+                 resolver: Resolver | None = None) -> None:
         parts = platform.split("/")
         if len(parts) not in (2, 3) or not all(parts):
             raise ValueError(f"image platform must be OS/ARCH[/VARIANT] (e.g. linux/amd64), got {platform!r}")
         self.platform = (parts[0], parts[1], parts[2] if len(parts) == 3 else "")
         self.timeout = timeout
         self.clock = clock
-        self.insecure_registries = frozenset(insecure_registries)
+        self.insecure_registries = frozenset(entry.lower() for entry in insecure_registries)
+        self.policy = AddressPolicy(allow_local, resolver)
         self.opener = urllib.request.build_opener(
-            urllib.request.HTTPSHandler(context=ssl_context or ssl.create_default_context()), _NoRedirect())
+            GuardedHTTPSHandler(ssl_context or ssl.create_default_context(), self.policy),
+            GuardedHTTPHandler(self.policy), NoRedirect())
+        self._proxies = {k: v for k, v in urllib.request.getproxies().items() if k in ("http", "https")}
         self._tag_ttl, self._digest_ttl = tag_ttl, digest_ttl
         self._cache = TtlCache(tag_ttl, clock)
         self._tokens: dict[object, tuple[float, str]] = {}
         self._tokens_lock = threading.Lock()
         self.fetches = 0
+
+    def check_target(self, url: str) -> None:
+        """RegistryError unless `url` may be fetched (see `injector.egress.check_target`)."""
+        check_target(url, self.insecure_registries, self._proxies, self.policy)
 
     def cached_token(self, key: object) -> str | None:
         with self._tokens_lock:

@@ -67,6 +67,9 @@ def _add_registry_options(serve: argparse.ArgumentParser) -> None:
                        help="PEM CA bundle trusted for registries (default: the system's)")
     group.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                        help="talk plain HTTP to this registry (repeatable; e.g. a local kind registry)")
+    group.add_argument("--allow-local-registry", action="append", default=[], metavar="HOST[:PORT]",
+                       help="a registry that may be on a loopback, link-local or metadata address; lookups (and "
+                            "their redirects) never go to such addresses otherwise (repeatable)")
     group.add_argument("--image-platform", default="linux/amd64", metavar="OS/ARCH[/VARIANT]",
                        help="the variant read from multi-platform images (default %(default)s)")
 
@@ -122,7 +125,8 @@ def registry_client(args: argparse.Namespace) -> RegistryClient:
         raise ConfigError(f"--registry-timeout must be positive, got {args.registry_timeout}")
     try:
         return RegistryClient(timeout=args.registry_timeout, ssl_context=context,
-                              insecure_registries=args.insecure_registry, platform=args.image_platform)
+                              insecure_registries=args.insecure_registry, platform=args.image_platform,
+                              allow_local=args.allow_local_registry)
     except ValueError as err:
         raise ConfigError(f"--image-platform: {err}") from err
 

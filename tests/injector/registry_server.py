@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -43,11 +44,17 @@ class FakeRegistry(ThreadingHTTPServer):
         self.hits: Counter[str] = Counter()
         self.storage_saw_authorization = 0
         self.delay = 0.0
+        self.storage_base = ""  # where blobs are sent (default https://127.0.0.1:<port>, another host)
+        self.plain_too = False  # also answer plain HTTP on the same port (told apart by the first byte)
+        self.redirects: dict[str, str] = {}  # path → Location, answered 307 before anything else
+        self.authorizations: list[str] = []  # the Authorization header of every request ("" when none)
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
 
     def get_request(self) -> tuple[Any, Any]:
         sock, address = super().get_request()
+        if self.plain_too and sock.recv(1, socket.MSG_PEEK) != b"\x16":  # not a TLS handshake record
+            return sock, address
         return self.context.wrap_socket(sock, server_side=True), address
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -60,6 +67,11 @@ class FakeRegistry(ThreadingHTTPServer):
     @property
     def host(self) -> str:
         return f"localhost:{self.port}"
+
+    @property
+    def local_hosts(self) -> tuple[str, str]:
+        """The registry and its storage host: what a client must allow to reach them on loopback."""
+        return self.host, f"127.0.0.1:{self.port}"
 
     def push(self, repo: str, tag: str, config: dict[str, Any], *, media_type: str = OCI_MANIFEST) -> str:
         """Stores an image whose config is {"config": config}; returns the manifest digest."""
@@ -152,6 +164,10 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         with self.server.lock:
             self.server.hits[path] += 1
+            self.server.authorizations.append(self.headers.get("Authorization", ""))
+        if path in self.server.redirects:
+            self._send(307, b"", {"Location": self.server.redirects[path]})
+            return
         if self.server.delay:
             time.sleep(self.server.delay)  # a slow registry, not a wait for a test thread
         if path == "/token":
@@ -186,7 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "BLOB_UNKNOWN")
             return
         # To the "storage" host: the same server under its IP address, so credentials must not follow.
-        self._send(307, b"", {"Location": f"https://127.0.0.1:{self.server.port}/storage/{blob}?sig=abc"})
+        base = self.server.storage_base or f"https://127.0.0.1:{self.server.port}"
+        self._send(307, b"", {"Location": f"{base}/storage/{blob}?sig=abc"})
 
     def _storage(self, blob: str) -> None:
         if self.headers.get("Authorization"):

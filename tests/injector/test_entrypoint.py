@@ -44,7 +44,8 @@ def registry(tmp_path: pathlib.Path) -> Iterator[tuple[FakeRegistry, ssl.SSLCont
 @pytest.fixture
 def hook(api: FakeApiServer, tmp_path: pathlib.Path,  # noqa: F811
          registry: tuple[FakeRegistry, ssl.SSLContext]) -> Iterator[Webhook]:
-    webhook = Webhook(api, tmp_path, images=RegistryClient(ssl_context=registry[1], timeout=3))
+    webhook = Webhook(api, tmp_path, images=RegistryClient(ssl_context=registry[1], timeout=3,
+                                                                 allow_local=registry[0].local_hosts))
     yield webhook
     webhook.close()
 

@@ -111,8 +111,9 @@ def registry(tls: TLS) -> Iterator[FakeRegistry]:
     server.server_close()
 
 
-def client(tls: TLS, timeout: float = 10.0) -> RegistryClient:
-    return RegistryClient(ssl_context=tls[1], timeout=timeout)
+def client(tls: TLS, registry: FakeRegistry, timeout: float = 10.0) -> RegistryClient:
+    """A client that may reach the local registry (and its storage host), nothing else on loopback."""
+    return RegistryClient(ssl_context=tls[1], timeout=timeout, allow_local=registry.local_hosts)
 
 
 TRAIN = {"Entrypoint": ["python", "-u"], "Cmd": ["train.py", "--epochs=$(EPOCHS)"], "Env": ["A=1"]}
@@ -120,18 +121,19 @@ TRAIN = {"Entrypoint": ["python", "-u"], "Cmd": ["train.py", "--epochs=$(EPOCHS)
 
 def test_public_multi_platform_image_anonymously(registry: FakeRegistry, tls: TLS) -> None:
     registry.push_index("team/train", "v1", {"linux/arm64/v8": {"Entrypoint": ["arm"]}, "linux/amd64": TRAIN})
-    images = client(tls)
+    images = client(tls, registry)
     config = images.image_config(f"{registry.host}/team/train:v1")
     assert config == ImageConfig(entrypoint=("python", "-u"), cmd=("train.py", "--epochs=$(EPOCHS)"))
     assert registry.hits["/token"] == 1
     assert registry.storage_saw_authorization == 0  # the token stayed with the registry host
-    arm = RegistryClient(ssl_context=tls[1], platform="linux/arm64/v8").image_config(f"{registry.host}/team/train:v1")
+    arm = RegistryClient(ssl_context=tls[1], platform="linux/arm64/v8",
+                         allow_local=registry.local_hosts).image_config(f"{registry.host}/team/train:v1")
     assert arm.entrypoint == ("arm",)
 
 
 def test_results_are_cached(registry: FakeRegistry, tls: TLS) -> None:
     manifest = registry.push("team/train", "v2", TRAIN)
-    images = client(tls)
+    images = client(tls, registry)
     for _ in range(3):
         images.image_config(f"{registry.host}/team/train:v2")
     images.image_config(f"{registry.host}/team/train@{manifest}")
@@ -142,7 +144,7 @@ def test_results_are_cached(registry: FakeRegistry, tls: TLS) -> None:
 def test_concurrent_lookups_of_one_image_cost_one_fetch(registry: FakeRegistry,
                                                         tls: TLS) -> None:
     registry.push("team/train", "v3", TRAIN)
-    images = client(tls)
+    images = client(tls, registry)
     results: list[ImageConfig] = []
     threads = [threading.Thread(target=lambda: results.append(images.image_config(f"{registry.host}/team/train:v3")))
                for _ in range(8)]
@@ -159,13 +161,13 @@ def test_private_image_needs_the_pull_secret(registry: FakeRegistry, tls: TLS) -
     registry.users["ann"] = "s3cret"
     image = f"{registry.host}/secret/train:v1"
     with pytest.raises(RegistryAuthError, match=r"HTTP 401 .* anonymously"):
-        client(tls).image_config(image)
+        client(tls, registry).image_config(image)
     wrong = Credential(registry.host, "ann", "nope")
     with pytest.raises(RegistryAuthError, match="refused the login as 'ann'"):
-        client(tls).image_config(image, [wrong])
+        client(tls, registry).image_config(image, [wrong])
     other_registry = Credential("ghcr.io", "ann", "s3cret")
     right = Credential(f"https://{registry.host}", "ann", "s3cret")
-    config = client(tls).image_config(image, [other_registry, wrong, right])
+    config = client(tls, registry).image_config(image, [other_registry, wrong, right])
     assert config.entrypoint == ("python", "-u")
 
 
@@ -177,8 +179,8 @@ def test_basic_auth_registry(tls: TLS) -> None:
         registry.users["ann"] = "pw"
         image = f"{registry.host}/secret/train:v1"
         with pytest.raises(RegistryAuthError, match="requires a login"):
-            client(tls).image_config(image)
-        config = client(tls).image_config(image, [Credential(registry.host, "ann", "pw")])
+            client(tls, registry).image_config(image)
+        config = client(tls, registry).image_config(image, [Credential(registry.host, "ann", "pw")])
         assert config == ImageConfig(entrypoint=(), cmd=("./run.sh",))
     finally:
         registry.shutdown()
@@ -187,10 +189,10 @@ def test_basic_auth_registry(tls: TLS) -> None:
 
 def test_missing_image_and_platform_are_reported(registry: FakeRegistry, tls: TLS) -> None:
     with pytest.raises(RegistryAuthError, match="HTTP 404"):
-        client(tls).image_config(f"{registry.host}/team/none:v1")
+        client(tls, registry).image_config(f"{registry.host}/team/none:v1")
     registry.push_index("team/arm", "v1", {"linux/arm64": TRAIN})
     with pytest.raises(RegistryError, match=r"no linux/amd64 variant .*linux/arm64"):
-        client(tls).image_config(f"{registry.host}/team/arm:v1")
+        client(tls, registry).image_config(f"{registry.host}/team/arm:v1")
 
 
 def test_tampered_config_blob_is_refused(registry: FakeRegistry, tls: TLS) -> None:
@@ -198,13 +200,13 @@ def test_tampered_config_blob_is_refused(registry: FakeRegistry, tls: TLS) -> No
     for blob_digest in registry.blobs:
         registry.blobs[blob_digest] = json.dumps({"config": {"Entrypoint": ["evil"]}}).encode()
     with pytest.raises(RegistryError, match="does not match its digest"):
-        client(tls).image_config(f"{registry.host}/team/train:bad")
+        client(tls, registry).image_config(f"{registry.host}/team/train:bad")
 
 
 def test_untrusted_certificate_is_refused(registry: FakeRegistry) -> None:
     registry.push("team/train", "v1", TRAIN)
     with pytest.raises(RegistryError, match=f"cannot reach registry {registry.host}.*CERTIFICATE_VERIFY_FAILED"):
-        RegistryClient().image_config(f"{registry.host}/team/train:v1")
+        RegistryClient(allow_local=registry.local_hosts).image_config(f"{registry.host}/team/train:v1")
 
 
 def test_slow_registry_is_bounded(registry: FakeRegistry, tls: TLS) -> None:
@@ -212,10 +214,10 @@ def test_slow_registry_is_bounded(registry: FakeRegistry, tls: TLS) -> None:
     registry.delay = 1.0
     started = time.monotonic()
     with pytest.raises(RegistryError, match=r"did not answer within 0\.3 s"):
-        client(tls, timeout=0.3).image_config(f"{registry.host}/team/train:v1")
+        client(tls, registry, timeout=0.3).image_config(f"{registry.host}/team/train:v1")
     assert time.monotonic() - started < 1.0
 
 
 def test_unreachable_registry() -> None:
     with pytest.raises(RegistryError, match=r"cannot reach registry 127\.0\.0\.1:9"):
-        RegistryClient(timeout=2).image_config("127.0.0.1:9/team/train:v1")
+        RegistryClient(timeout=2, allow_local=["127.0.0.1:9"]).image_config("127.0.0.1:9/team/train:v1")
