@@ -63,11 +63,13 @@ FLAGS: tuple[Flag, ...] = (
     Flag("earlystop", ("s-earlystop",), Kind.STRING, "early-stopping service address HOST:PORT"),
     Flag("path", ("path",), Kind.STRING, "metrics file, or a directory of TensorFlow event files"),
     Flag("tfevent_dir", ("metrics_file_dir",), Kind.STRING, "directory of TensorFlow event files"),
-    Flag("format", ("format",), Kind.STRING, "TEXT (default) or JSON lines"),
+    Flag("format", ("format",), Kind.STRING, "TEXT (default: Katib's name=value lines) or JSON (JSON lines); "
+         "a directory -path is always TensorFlow events"),
     Flag("filters", ("f", "metric_filters"), Kind.STRING, "metricsFormat regexes joined by ';'"),
     Flag("poll_interval", ("p", "poll_interval"), Kind.DURATION, "process poll interval (default 1s)"),
     Flag("timeout", ("timeout",), Kind.DURATION, "give up waiting for the training after this (0 = never)"),
-    Flag("wait_all", ("w", "wait_all_processes"), Kind.STRING, "wait for every container's processes (true)"),
+    Flag("wait_all", ("w", "wait_all_processes"), Kind.STRING,
+         "true (default): wait until every process of the other containers ended; false: only the main one"),
     Flag("stop_rules", ("stop-rule",), Kind.REPEAT, "early-stopping rule name;value;comparison;startStep"),
     _ours("metrics_port", "metrics-port", Kind.INT, "serve our own /metrics on this port (0 = off)"),
     _ours("metrics_address", "metrics-address", Kind.STRING, "address for --metrics-port (all interfaces)"),
@@ -79,7 +81,8 @@ FLAGS: tuple[Flag, ...] = (
     _ours("mesh_proxies", "mesh-proxies", Kind.STRING,
           "executables never waited for, comma-separated (pilot-agent,envoy,linkerd2-proxy)"),
     _ours("prometheus_url", "prometheus-url", Kind.STRING, "scrape this URL instead of reading files"),
-    _ours("spill_dir", "spill-dir", Kind.STRING, "where rows beyond memory go (metrics directory)"),
+    _ours("spill_dir", "spill-dir", Kind.STRING, "directory for rows beyond the 10,000 "
+          "kept in memory until reported (default: the metrics file's directory)"),
 )
 
 _BY_NAME: dict[str, Flag] = {name: flag for flag in FLAGS for name in flag.names}
