@@ -163,7 +163,7 @@ class EarlyStop:
             kill.cancel()
             self._cannot_stop(", ".join(f"process {pid} ({_who(pid)}): {why}" for pid, why in blocked.items())
                               + f"; this collector runs as uid {os.geteuid()} "
-                              + ("with" if _can_kill() else "without") + f" CAP_KILL. Fix: {_FIX}")
+                              + ("with" if _can_kill() else "without") + " CAP_KILL", _FIX)
             return
         if not self._mark(kill):
             return
@@ -204,15 +204,15 @@ class EarlyStop:
         except OSError as err:
             kill.cancel()
             self._cannot_stop(f"cannot write the early-stopped marker in {self.marker_dir} ({err.strerror}), "
-                              "without which the wrapper would report the stopped training as failed. Fix: make "
-                              "that directory writable by the collector's user")
+                              "without which the wrapper would report the stopped training as failed",
+                              "make that directory writable by the collector's user")
             return False
         return True
 
-    def _cannot_stop(self, why: str) -> None:
+    def _cannot_stop(self, why: str, fix: str) -> None:
         self.blocked = why
-        self._problem(f"every rule holds but the training cannot be stopped: {why}. It runs to its end and "
-                      "its own outcome decides the trial; everything collected is still reported")
+        self._problem(f"every rule holds but the training cannot be stopped: {why}. It runs to its end, its own "
+                      f"outcome decides the trial and everything collected is still reported. Fix: {fix}")
 
     def _problem(self, text: str) -> None:
         self.problems.append(text)

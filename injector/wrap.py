@@ -94,16 +94,20 @@ def _run(redirect: str) -> str:
 
 
 def _stdout_capture(marker_dir: str, metrics_file: str) -> str:
-    """Run the training with output teed to the metrics file through a FIFO read by an orphaned `tee`."""
+    """Run the training with output teed to the metrics file through a FIFO read by an orphaned `tee`.
+
+    The `tee` shell removes both FIFOs once both of their ends are open, so that after the training the
+    wrapper runs builtins only: any process left below it is the training's (collector.stopper).
+    """
     fifo = shlex.quote(marker_dir.rstrip("/") + "/.katib-tee") + "-$$"
     file = shlex.quote(metrics_file)
-    tee = shlex.quote('tee "$1" < "$2"; : > "$3"')
+    tee = shlex.quote('{ rm -f "$2"; tee "$1"; } < "$2"; exec 3> "$3"; rm -f "$3"; exec 3>&-')
     return (
         f"p={fifo}; rm -f \"$p.out\" \"$p.done\"; "
         f"if command -v tee >/dev/null 2>&1 && mkfifo \"$p.out\" \"$p.done\" 2>/dev/null; then "
         f"( sh -c {tee} katib-tee {file} \"$p.out\" \"$p.done\" & ); "
         + _run(' > "$p.out" 2>&1')
-        + 'read -r t < "$p.done"; rm -f "$p.out" "$p.done"; '
+        + 'read -r t < "$p.done"; '
         "else "
         + _run(f" > {file} 2>&1")
         + "fi; "

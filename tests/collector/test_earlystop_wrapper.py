@@ -32,12 +32,14 @@ def until(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def wrapped(tmp: Path, body: str) -> subprocess.Popen[str]:
-    """`sh -c BODY` in the injector's StdOut wrapper with early stopping, after kubelet's expansion."""
-    command, args = wrap_command(["sh", "-c", body], WrapSpec(marker_dir=str(tmp), metrics_file=str(tmp / "m.log"),
-                                                              early_stopping=True))
+def wrapped(tmp: Path, body: str, *, capture: bool = True, env: dict[str, str] | None = None
+            ) -> subprocess.Popen[str]:
+    """`sh -c BODY` in the injector's wrapper with early stopping (StdOut kind: `capture`), after kubelet's
+    expansion."""
+    spec = WrapSpec(marker_dir=str(tmp), metrics_file=str(tmp / "m.log") if capture else None, early_stopping=True)
+    command, args = wrap_command(["sh", "-c", body], spec)
     argv = [kubelet_expand(part, {}) for part in [*command, *args]]
-    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True, env=env)
 
 
 @dataclass
@@ -88,6 +90,39 @@ def test_the_wrapper_of_a_finished_training_is_never_signalled(tmp_path: Path, s
     assert (tmp_path / f"{shell.pid}.pid").read_text().strip() == "completed"
 
 
+SLOW_RM = """#!/bin/sh
+# `rm` that, removing the FIFO the wrapper waits on after the training, says who ran it and takes its time
+# (so the rules can hold meanwhile).
+case "$*" in *.done*) [ -e "$DONE" ] && echo "$PPID" > "$RM_BY.tmp" && mv "$RM_BY.tmp" "$RM_BY" && sleep 1;; esac
+exec /bin/rm "$@"
+"""
+
+
+def test_the_wrapper_forks_nothing_after_the_training(tmp_path: Path, status: Status) -> None:
+    # Its FIFOs are removed by the orphaned `tee` shell, not by the wrapper: a decision taken while that
+    # cleanup runs finds no training below the wrapper and stops nothing.
+    bin_dir, done, rm_by = tmp_path / "bin", tmp_path / "done", tmp_path / "rm-by"
+    bin_dir.mkdir()
+    (bin_dir / "rm").write_text(SLOW_RM)
+    (bin_dir / "rm").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DONE": str(done), "RM_BY": str(rm_by)}
+    shell = wrapped(tmp_path, f"echo accuracy=0.1; touch {done}", env=env)
+    try:
+        until(rm_by.exists, 20, "the FIFOs' removal")
+        early = stopper(tmp_path)
+        early.act(decide(early))
+        assert early.decision is None and early.kill is None
+        assert int(rm_by.read_text()) != shell.pid
+        out, _ = shell.communicate(timeout=20)
+        assert shell.returncode == 0 and "Early Stopped" not in out
+        assert early.conclude("trial-done", status.address, budget=5) == 0 and status.recorder.calls == 0
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".katib-tee")) == []
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
+
+
 def test_a_running_training_under_the_wrapper_is_stopped_and_announced(tmp_path: Path, status: Status) -> None:
     ready = tmp_path / "ready"
     shell = wrapped(tmp_path, f"echo accuracy=0.1; touch {ready}; exec sleep 60")
@@ -134,6 +169,25 @@ def test_a_training_that_cannot_be_told_is_not_announced_and_its_marker_is_withd
         for proc in (finished, wrapper):
             proc.kill()
             proc.wait()
+
+
+def test_without_a_marker_the_training_is_not_stopped(tmp_path: Path, status: Status) -> None:
+    # Stopped without the marker, the wrapper would report a failed training: so nothing is signalled.
+    missing = tmp_path / "gone"
+    ready = tmp_path / "ready"
+    shell = wrapped(missing, f"touch {ready}; exec sleep 60", capture=False)
+    try:
+        until(ready.exists, 20, "the training")
+        until(lambda: len(descendants(ProcFS().processes(), shell.pid)) == 1, 20, "a single training process")
+        early = stopper(missing)
+        early.act(decide(early))
+        assert early.decision is None and early.blocked is not None and "marker" in early.blocked
+        assert "Fix: make that directory writable" in early.problems[0]
+        assert early.conclude("trial-unmarked", status.address, budget=5) == 0 and status.recorder.calls == 0
+        assert shell.poll() is None
+    finally:
+        os.killpg(shell.pid, signal.SIGKILL)
+        shell.wait()
 
 
 def test_training_tree_skips_the_wrapper_and_its_forks() -> None:
