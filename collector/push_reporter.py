@@ -84,7 +84,8 @@ class MetricsReporter:
         self._gave_up: CallFailed | None = None
         self.deadline = math.inf  # of deliveries, on time.monotonic(); set when closing
         self._closing = self._closed = self._outage = False
-        self.stored = 0
+        self.stored = 0  # values the db-manager acknowledged
+        self.retries = 0  # failed attempts that were retried
         self._thread = threading.Thread(target=self._run, name="katib-metrics-reporter", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -159,6 +160,9 @@ class MetricsReporter:
             return failed is None or not failed.gave_up
 
     def _retrying(self, code: str, pause: float) -> None:
+        with self.changed:
+            self.retries += 1
+            self.changed.notify_all()
         if not self._outage:
             self._outage = True
             log.warning("katib_metrics: the db-manager at %s did not store values of trial %s (%s); %d queued, "
