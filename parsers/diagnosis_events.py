@@ -87,12 +87,12 @@ def diagnose_events(spec: CollectorSpec, root: str, summaries: Sequence[MetricSu
         return [Diagnosis(name, "nothing_read", f"nothing was read: {where} (file names containing 'tfevents')",
                           "point the collector at the directory the training's SummaryWriter writes to")
                 for name in missing]
-    out = [_missing(root, tags, name) for name in missing]
+    out = [_missing(root, tags, name, spec.metric_names) for name in missing]
     out += [d for name in available if (d := _merged(root, tags, name)) is not None]
     return out
 
 
-def _missing(root: str, tags: EventTags, name: str) -> Diagnosis:
+def _missing(root: str, tags: EventTags, name: str, requested: Sequence[str]) -> Diagnosis:
     scalars = ", ".join(tags.names()[:10]) or "none"
     if name == ANY_METRIC:
         return Diagnosis(name, "not_scalar", f"{tags.events} events read, none holds a scalar summary",
@@ -104,17 +104,17 @@ def _missing(root: str, tags: EventTags, name: str) -> Diagnosis:
         return Diagnosis(name, "tag_elsewhere",
                          f"tag {leaf!r} is under other directories than {directory!r}: {shown}",
                          "request the metric as <directory>/<tag> with the directory the training writes to",
-                         _verified(root, [f"{d}/{leaf}" if d else leaf for d in _preferred(dirs)]))
+                         _verified(root, [f"{d}/{leaf}" if d else leaf for d in _preferred(dirs)], requested))
     if leaf in tags.non_scalars:
         reldir, why = tags.non_scalars[leaf]
         return Diagnosis(name, "not_scalar",
-                         f"tag {leaf!r} (in {reldir or '.'}) is not a scalar: {why}; scalar tags: {scalars}",
+                         f"tag {leaf!r} (in {reldir or '.'}) holds no scalar ({why}); scalar tags: {scalars}",
                          "log the metric as a scalar (tf.summary.scalar, SummaryWriter.add_scalar)")
-    close = similar_names(name, [*tags.names(), *tags.scalars])
+    close = [n for n in similar_names(name, [*tags.names(), *tags.scalars]) if n not in requested]
     if close:
         return Diagnosis(name, "similar_names", f"no tag {name!r}, but close tags: {', '.join(map(repr, close))}",
                          "request the metric by the tag the training writes (as <directory>/<tag> to pick one)",
-                         _verified(root, close))
+                         _verified(root, close, requested))
     return Diagnosis(name, "not_found", f"no tag {leaf!r} in {tags.files} event file(s); scalar tags: {scalars}",
                      "log the metric under the requested tag, or request one of the tags listed")
 
@@ -127,7 +127,7 @@ def _merged(root: str, tags: EventTags, name: str) -> Diagnosis | None:
     return Diagnosis(name, "merged_directories",
                      f"{name!r} matched series in {len(dirs)} directories, merged into one: {shown}",
                      "request <directory>/" + name + " to keep one series (e.g. validation only)",
-                     _verified(root, [f"{d}/{name}" for d in _preferred(dirs) if d]))
+                     _verified(root, [f"{d}/{name}" for d in _preferred(dirs) if d], ()))
 
 
 def _preferred(dirs: Sequence[str]) -> list[str]:
@@ -139,8 +139,8 @@ def _preferred(dirs: Sequence[str]) -> list[str]:
     return sorted(dirs, key=key)
 
 
-def _verified(root: str, names: Sequence[str]) -> Suggestion | None:
-    for other in names[:5]:
+def _verified(root: str, names: Sequence[str], requested: Sequence[str]) -> Suggestion | None:
+    for other in [n for n in names if n not in requested][:5]:
         values = _count(root, other)
         if values:
             return Suggestion("metric", other, values)

@@ -113,9 +113,10 @@ def _one(spec: CollectorSpec, sample: Sample, seen: _Pass, name: str) -> Diagnos
         shown = "; ".join(f"line {lineno}: {value}" for lineno, value in wanted.not_numbers)
         return Diagnosis(name, "not_a_number", f"the key {name!r} is present, but no value is a number ({shown})",
                          f'write the value as a JSON number or numeric string: {{"{name}": 0.91}}')
-    if wanted.recased or wanted.nested:
-        return _elsewhere(spec, sample, name, wanted)
-    close = similar_names(name, seen.keys)
+    recased = [key for key in wanted.recased if key not in spec.metric_names]
+    if recased or wanted.nested:
+        return _elsewhere(spec, sample, name, wanted, recased)
+    close = [key for key in similar_names(name, seen.keys) if key not in spec.metric_names]
     if close:
         return Diagnosis(name, "similar_names",
                          f"no key {name!r} in {sample.scope}, but close keys hold numbers: "
@@ -128,9 +129,8 @@ def _one(spec: CollectorSpec, sample: Sample, seen: _Pass, name: str) -> Diagnos
                      f'write it as a top-level key of each JSON line: {{"{name}": 0.91}}')
 
 
-def _elsewhere(spec: CollectorSpec, sample: Sample, name: str, wanted: _Wanted) -> Diagnosis:
-    if wanted.recased:
-        keys = list(wanted.recased)
+def _elsewhere(spec: CollectorSpec, sample: Sample, name: str, wanted: _Wanted, keys: list[str]) -> Diagnosis:
+    if keys:
         return Diagnosis(name, "json_key_elsewhere",
                          f"no key {name!r}, but the key differs only in case: {', '.join(map(repr, keys))}",
                          "request the metric by the key exactly as written (JSON keys are case-sensitive)",
@@ -172,7 +172,7 @@ def diagnose_exposition(spec: CollectorSpec, sample: Sample, missing: Sequence[s
     names = list(stats.values)
     out = []
     for name in missing:
-        close = similar_names(name, names)
+        close = [n for n in similar_names(name, names) if n not in spec.metric_names]
         if close:
             counts = {}
             for other in close:

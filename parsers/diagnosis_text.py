@@ -102,7 +102,7 @@ def _diagnose_one(spec: CollectorSpec, sample: Sample, seen: _Pass, name: str, r
         return _not_a_number(spec, sample, name, wanted, regex_timeout)
     if wanted.first is not None:
         return _filter_mismatch(spec, sample, name, wanted, regex_timeout)
-    close = similar_names(name, [*seen.collected, *seen.printed])
+    close = [n for n in similar_names(name, [*seen.collected, *seen.printed]) if n not in spec.metric_names]
     if close:
         return _similar(spec, sample, name, close, seen, regex_timeout)
     found = ", ".join(list(seen.collected)[:8]) or "nothing"
