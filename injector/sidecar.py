@@ -90,7 +90,15 @@ def sidecar_args(trial: Trial, collector: CollectorConfig, options: SidecarOptio
     return args
 
 
-def _restricted_context(primary: Mapping[str, Any], pod_spec: Mapping[str, Any]) -> dict[str, Any]:
+def _restricted_context(primary: Mapping[str, Any], pod_spec: Mapping[str, Any],
+                        early_stopping: bool) -> dict[str, Any]:
+    """No privilege beyond what early stopping needs to signal the training (docs/early-stopping.md).
+
+    The training's user, when the pod says it, needs no capability (same uid). When it does not, the
+    training runs as its image's user, most often root and unknown here: with early-stopping rules the
+    sidecar then runs as root with every capability dropped but CAP_KILL (signals across users).
+    `runAsNonRoot: true` without a user is kept as asked (the collector then reports without stopping).
+    """
     context: dict[str, Any] = {
         "allowPrivilegeEscalation": False,
         "readOnlyRootFilesystem": True,
@@ -102,17 +110,19 @@ def _restricted_context(primary: Mapping[str, Any], pod_spec: Mapping[str, Any])
         value = container_ctx.get(key, pod_ctx.get(key))
         if value is not None:
             context[key] = value
+    if early_stopping and "runAsUser" not in context and context.get("runAsNonRoot") is not True:
+        context.update(runAsUser=0, runAsNonRoot=False, capabilities={"drop": ["ALL"], "add": ["KILL"]})
     return context
 
 
 def _security_context(config: KatibConfig, options: SidecarOptions, pod_spec: Mapping[str, Any],
-                      primary: Mapping[str, Any]) -> dict[str, Any] | None:
+                      primary: Mapping[str, Any], early_stopping: bool) -> dict[str, Any] | None:
     if config.inject_security_context:
         first = (pod_spec.get("containers") or [{}])[0]
         context = first.get("securityContext")
         return copy.deepcopy(dict(context)) if context else None
     if options.restricted_security:
-        return _restricted_context(primary, pod_spec)
+        return _restricted_context(primary, pod_spec, early_stopping)
     return None
 
 
@@ -138,7 +148,7 @@ def build_sidecar(trial: Trial, config: KatibConfig, options: SidecarOptions, al
         "imagePullPolicy": collector.image_pull_policy,
         "resources": {k: dict(v) for k, v in collector.resources.items()},  # quantities are strings
     }
-    context = _security_context(config, options, pod_spec, primary)
+    context = _security_context(config, options, pod_spec, primary, bool(trial.stop_rules))
     if context is not None:
         container["securityContext"] = context
     if options.native_sidecar:

@@ -213,6 +213,36 @@ def test_restricted_security_context_runs_as_training_user() -> None:
                        "runAsNonRoot": True}
 
 
+RULES: list[dict[str, Any]] = [{"name": "accuracy", "value": "0.6", "comparison": "less", "startStep": 4}]
+RESTRICTED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True}
+
+
+@pytest.mark.parametrize(("pod_ctx", "container_ctx", "expected"), [
+    # The training's user unknown (its image's, most often root): root with CAP_KILL only, to signal any user.
+    (None, None, {"runAsUser": 0, "runAsNonRoot": False, "capabilities": {"drop": ["ALL"], "add": ["KILL"]}}),
+    ({"runAsNonRoot": False}, {"runAsGroup": 5},
+     {"runAsUser": 0, "runAsNonRoot": False, "runAsGroup": 5, "capabilities": {"drop": ["ALL"], "add": ["KILL"]}}),
+    # The training's user known (container or pod): the same user, no capability.
+    (None, {"runAsUser": 1000}, {"runAsUser": 1000, "capabilities": {"drop": ["ALL"]}}),
+    ({"runAsUser": 0}, None, {"runAsUser": 0, "capabilities": {"drop": ["ALL"]}}),
+    # runAsNonRoot asked without a user: kept (early stopping then only reports; the log says why).
+    ({"runAsNonRoot": True}, None, {"runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}),
+], ids=["unknown-user", "unknown-user-group", "container-user", "pod-root", "non-root-asked"])
+def test_early_stopping_sidecar_can_signal_the_training_with_least_privilege(
+        pod_ctx: dict[str, Any] | None, container_ctx: dict[str, Any] | None, expected: dict[str, Any]) -> None:
+    pod_doc = f.pod()
+    if pod_ctx is not None:
+        pod_doc["spec"]["securityContext"] = pod_ctx
+    if container_ctx is not None:
+        pod_doc["spec"]["containers"][0]["securityContext"] = container_ctx
+    result = run(f.trial(rules=RULES), pod_doc)
+    assert sidecar_of(result)["securityContext"] == {**RESTRICTED, **expected}
+    assert result["spec"]["shareProcessNamespace"] is True
+    # Without rules nothing is signalled: the image's own non-root user, no capability.
+    plain = sidecar_of(run(f.trial(), pod_doc))["securityContext"]
+    assert plain == {**RESTRICTED, "capabilities": {"drop": ["ALL"]}, **(pod_ctx or {}), **(container_ctx or {})}
+
+
 def test_katib_inject_security_context_copies_first_container() -> None:
     config = f.ALL_KINDS_CONFIG + "init:\n  controller:\n    injectSecurityContext: true\n"
     pod_doc = f.pod()
