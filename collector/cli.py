@@ -126,6 +126,9 @@ def _run_parser(prog: str) -> argparse.ArgumentParser:
         help="after an early stop, SIGKILL what still runs this long after SIGTERM (10s)")
     add("--report-timeout", default="300s", metavar="DURATION", help="retry reporting this long (300s)")
     add("--regex-timeout", default="1s", metavar="DURATION", help="time bound of one line's match (1s)")
+    from katib_metrics.collector.run_experiment import add_experiment_options
+
+    add_experiment_options(parser)
     add("command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
@@ -157,7 +160,7 @@ def _run_options(args: argparse.Namespace, command: list[str]) -> RunOptions:
         raise UsageError(str(err)) from None
     names = tuple(dict.fromkeys(n for text in args.metric for n in split_names(text)))
     spec = CollectorSpec(names, tuple(args.filter), fmt, ObjectiveType.parse(args.objective_type))
-    return RunOptions(tuple(command), spec, args.trial or default_trial_name(),
+    options = RunOptions(tuple(command), spec, args.trial or default_trial_name(),
                       path=args.tfevent_dir or args.path,
                       db_manager=check_address(args.db_manager, "--db-manager") if args.db_manager else None,
                       db_path=_db_path(args.db), append=args.append, output=args.output,
@@ -165,6 +168,13 @@ def _run_options(args: argparse.Namespace, command: list[str]) -> RunOptions:
                       regex_timeout=parse_duration(args.regex_timeout, "-regex-timeout"),
                       stop_rules=parse_stop_rules(args.stop_rule),
                       stop_grace=parse_duration(args.stop_grace, "-stop-grace"))
+    if args.experiment:
+        from katib_metrics.collector.run_experiment import with_experiment
+
+        return with_experiment(options, args, command)
+    if args.param:
+        raise UsageError("--param needs --experiment FILE: the trial parameters are the Experiment's")
+    return options
 
 
 def run_main(argv: list[str], prog: str) -> int:
@@ -173,7 +183,7 @@ def run_main(argv: list[str], prog: str) -> int:
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])  # exits 2 with a usage line on unknown options
     command = argv[split + 1:] if split < len(argv) else list(args.command)
-    if not command:
+    if not command and not args.experiment:
         return _usage_error(prog, "no command to run: put it after `--`, e.g. -- python train.py")
     try:
         options = _run_options(args, command)

@@ -60,6 +60,7 @@ class RunOptions:
     stop_grace: float = DEFAULT_STOP_GRACE
     append: bool = False  # add to a trial of the local store that already has rows
     output: str = "table"  # or "json": `parse --output json`'s document on stdout, the command's output on stderr
+    env: tuple[tuple[str, str], ...] = ()  # added to the command's environment (a trial template's `env`)
 
 
 def default_trial_name(now: float | None = None) -> str:
@@ -153,7 +154,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     err = err or sys.stderr.buffer
     summary = summary or sys.stdout
     capture = options.path is None
-    env = {**os.environ, "KATIB_TRIAL_NAME": options.trial}
+    env = {**os.environ, **dict(options.env), "KATIB_TRIAL_NAME": options.trial}
     try:
         refused = _check_trial(options)
     except StoreError as error:

@@ -123,6 +123,12 @@ def _build(prog: str) -> argparse.ArgumentParser:
         metavar="DURATION",
         help="time budget of one line's matching (Go syntax like 500ms, or seconds; default 1s)",
     )
+    parser.add_argument(
+        "--experiment",
+        metavar="FILE",
+        help="take -m, -f, --format, --objective-type and strategies from a Katib Experiment or Trial "
+        "(YAML or JSON; FILE#NAME picks one of several); flags given explicitly win",
+    )
     return parser
 
 
@@ -141,6 +147,16 @@ def _strategies(parser: argparse.ArgumentParser, items: Iterable[str]) -> dict[s
 
 def _spec(parser: argparse.ArgumentParser, args: argparse.Namespace) -> CollectorSpec:
     names = tuple(dict.fromkeys(n.strip() for item in args.metric for n in item.split(";") if n.strip()))
+    if args.experiment:
+        from katib_metrics.parsers.experiment_flags import spec_from_experiment
+
+        try:
+            return spec_from_experiment(
+                args.experiment, names=names, filters=tuple(args.filter),
+                fmt=FORMATS[args.format] if args.format else None, objective_type=args.objective_type,
+                strategies=_strategies(parser, args.strategy))[1]
+        except SpecError as err:
+            parser.error(str(err))
     fmt = (
         FORMATS[args.format]
         if args.format
