@@ -68,7 +68,8 @@ def _build(prog: str) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=prog,
         description="Parse a metrics log, JSON lines file, Prometheus exposition or TensorFlow event "
-        "directory as Katib's collector would, and print the observation log and min/max/latest per metric.",
+        "directory as Katib's collector would, and print min/max/latest per metric and the value Katib would "
+        "take (--output json: the observation log too).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
