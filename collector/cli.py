@@ -88,9 +88,11 @@ examples:
   katib-metrics run -m loss --objective-type minimize --path train.log -- ./train.sh
   katib-metrics run -m accuracy --tfevent-dir logs/ --db-manager localhost:6789 -- python mnist.py
 
-Without --path or --tfevent-dir the metrics are read from the command's output (stdout and stderr,
-as Katib's StdOut collector does), which is still shown as it comes. Without --db-manager the
-observations go to the local store (`katib-metrics db-manager --db FILE` serves it over gRPC).
+Without --path or --tfevent-dir the metrics are read from the command's output (stdout and stderr
+through one pipe, as Katib's StdOut collector does), which is still shown as it comes, in the order
+written. Without --db-manager the observations go to the local store (`katib-metrics trials` lists
+its trials, `katib-metrics show TRIAL` shows or plots them, `katib-metrics db-manager --db FILE` serves
+it over gRPC); if --db-manager never answers, they are kept there for `show TRIAL --resend`.
 The exit status is the command's, or 1 if it succeeded but its metrics could not be stored."""
 
 

@@ -182,7 +182,7 @@ def parse_sidecar_flags(argv: Sequence[str]) -> SidecarFlags:
             raise HelpRequested
         flag = _BY_NAME.get(name)
         if flag is None:
-            raise UsageError(f"flag provided but not defined: -{name} (see --help for the flags)")
+            raise UsageError(f"flag provided but not defined: -{name}")  # the caller points to --help
         if value is None:
             if flag.kind is Kind.BOOL:
                 value = "true"
