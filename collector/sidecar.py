@@ -133,14 +133,20 @@ class Sidecar:
             done = shipper.finish(budget)
         except ReportError as err:
             log.error("%s", err)
+            self._diagnose()
             return EXIT_REPORT_FAILED
-        finally:  # after the report, which must not wait for advice: why a metric is unavailable
-            log_diagnosis(log, s.spec, str(s.path or ""), self.store.summaries(), regex_timeout=s.regex_timeout)
         log.info("Metrics reported: %d rows for trial %s in %d request(s), %.3fs", done.rows, s.trial_name,
                  done.requests, done.seconds)
+        self._diagnose()
         if self.early is not None:  # the final report precedes SetTrialStatus (Katib's order)
             return self.early.conclude(s.trial_name, s.earlystop, budget=s.report_timeout)
         return EXIT_OK
+
+
+    def _diagnose(self) -> None:
+        """After the report, which must not wait for advice: why a metric is unavailable, in the pod's log."""
+        s = self.settings
+        log_diagnosis(log, s.spec, str(s.path or ""), self.store.summaries(), regex_timeout=s.regex_timeout)
 
 
 def run_sidecar(settings: Settings, waker: Waker, *, table: ProcessTable | None = None) -> int:
