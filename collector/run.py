@@ -28,6 +28,7 @@ from katib_metrics.collector.delivery import Delivery, deliver
 from katib_metrics.collector.diagnostics import OutputHead, explain_safely, print_explanation
 from katib_metrics.collector.earlystop import DEFAULT_STOP_GRACE, StopRule
 from katib_metrics.collector.pipeline import ParsedLines, Pipeline, open_source
+from katib_metrics.collector.push_run import PushedRows
 from katib_metrics.collector.report import ReportError
 from katib_metrics.collector.resend import keep_locally
 from katib_metrics.collector.run_output import LineEnd, RetryNotice, write_results
@@ -165,10 +166,17 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     tee = LineEnd(err if options.output == "json" else out)  # stdout holds only the JSON then
     head = OutputHead()  # the output's first MiBs: a diagnosis of what is unavailable reads them again
     started = time.time()
+    try:  # push mode: the command may report to a db-manager itself (katib_metrics.report_metrics)
+        pushed = PushedRows.start(options.trial, options.db_manager, options.db_path)
+    except (StoreError, OSError) as error:
+        print(f"katib-metrics run: error: {error}", file=sys.stderr)
+        return 1
     try:
-        proc = subprocess.Popen(options.command, env=env, stdout=subprocess.PIPE if capture else None,
+        proc = subprocess.Popen(options.command, env={**env, **pushed.env},
+                                stdout=subprocess.PIPE if capture else None,
                                 stderr=subprocess.STDOUT if capture else None)
     except OSError as error:
+        pushed.stop()
         print(f"katib-metrics run: error: cannot run {options.command[0]!r}: {error.strerror}", file=sys.stderr)
         return 127 if isinstance(error, FileNotFoundError) else 126
     stats = ParseStats()
@@ -183,6 +191,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
         source.lines.join()  # the pipes' last bytes are queued before the final drain
     pipeline.stop()
     source.close()
+    pushed.finish(store, started)  # what the command reported itself counts in the table (and the objective)
     status = _exit_status(returncode)
     tee.end_line()
     try:

@@ -92,6 +92,14 @@ class MetricStore:
             if self._wanted is not None and self._collected - self._taken >= self._wanted:
                 self._added.notify_all()  # not on every add: each wake-up costs the reading thread the GIL
 
+    def add_reported(self, logs: Sequence[MetricLog]) -> None:
+        """Rows the db-manager already holds (push mode: the training reported them itself). They count in
+        the summaries and as the objective's presence (no `unavailable` row), and are never reported again."""
+        with self._lock:
+            self._reducer.add_all(logs)
+            if not self._objective_seen:
+                self._objective_seen = any(row.name == self.spec.objective for row in logs)
+
     def _open_spill(self) -> BinaryIO | None:
         for directory in (self.spill_dir, None):
             if directory is not None and not directory.is_dir():
