@@ -16,6 +16,7 @@ Katib's semantics (reference §2.7), with DESIGN difference 13's fixes:
 
 from __future__ import annotations
 
+import difflib
 import enum
 import logging
 import math
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_STOP_GRACE = 10.0
 """Seconds a stopped training may take to exit after SIGTERM before SIGKILL (`--stop-grace`)."""
+
+_NAMES_KEPT = 256  # other metric names remembered for the "did you mean" hint (bounded whatever the input)
 
 
 class Comparison(enum.StrEnum):
@@ -156,6 +159,7 @@ class RuleEngine:
     decision: Decision | None = None
     _metrics: dict[str, _Metric] = field(default_factory=dict)
     _held: dict[int, Held] = field(default_factory=dict)  # index in `rules` → why it held (sticky)
+    _others: set[str] = field(default_factory=set)  # names of unwatched metrics seen, for hints
 
     def __post_init__(self) -> None:
         self._watched = {rule.name for rule in self.rules}
@@ -170,10 +174,29 @@ class RuleEngine:
         if self.decision is not None or not self.rules:
             return None
         for row in logs:
-            if row.name in self._watched and self._value(row) and len(self._held) == len(self.rules):
+            if row.name not in self._watched:
+                if len(self._others) < _NAMES_KEPT:
+                    self._others.add(row.name)
+            elif self._value(row) and len(self._held) == len(self.rules):
                 self.decision = Decision(tuple(self._held[i] for i in range(len(self.rules))), row)
                 return self.decision
         return None
+
+    def never_seen(self) -> list[str]:
+        """One line per rule whose metric never had a number: it could not hold (a misspelt name, most often)."""
+        lines = []
+        for rule in self.rules:
+            if rule.name in self._metrics:
+                continue
+            if self.skipped[rule.name]:
+                lines.append(f"early-stopping rule {rule} never held: the collection saw "
+                             f"{self.skipped[rule.name]} value(s) of {rule.name!r}, none a number")
+                continue
+            close = difflib.get_close_matches(rule.name, sorted(self._others), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else (
+                f"; metrics seen: {', '.join(sorted(self._others)[:10])}" if self._others else "")
+            lines.append(f"early-stopping rule {rule} never held: the collection saw no value of {rule.name!r}{hint}")
+        return lines
 
     def _value(self, row: MetricLog) -> bool:
         """Account for one value of a watched metric; True when some rule newly held."""
@@ -223,6 +246,7 @@ class RuleWatch:
         self.source = source
         self.engine = engine
         self.on_decision = on_decision
+        self._said = False  # rules never seen are named once, at the end
 
     def _seen(self, logs: list[MetricLog]) -> list[MetricLog]:
         decision = self.engine.observe(logs)
@@ -235,7 +259,10 @@ class RuleWatch:
         return self._seen(self.source.read())
 
     def flush(self) -> list[MetricLog]:
-        return self._seen(self.source.flush())
+        """The end of the input (the pipeline's final drain): rules that could never hold are named."""
+        logs = self._seen(self.source.flush())
+        self._name_rules_never_seen()
+        return logs
 
     def wait(self, timeout: float) -> None:
         self.source.wait(timeout)
@@ -245,3 +272,10 @@ class RuleWatch:
 
     def close(self) -> None:
         self.source.close()
+        self._name_rules_never_seen()
+
+    def _name_rules_never_seen(self) -> None:
+        if self.engine.decision is None and not self._said:
+            for line in self.engine.never_seen():
+                log.warning("%s", line)
+        self._said = True

@@ -237,3 +237,42 @@ def test_the_marker_is_replaced_whole(tmp_path: Path) -> None:
     (tmp_path / "42.pid").write_text("something else, longer than the marker\n")
     assert write_marker(tmp_path, 42).read_bytes() == b"early-stopped"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["42.pid"]
+
+
+def test_a_rule_on_a_metric_never_seen_says_so_at_the_end(caplog: pytest.LogCaptureFixture) -> None:
+    rules = [StopRule("acuracy", "0.6", Comparison.LESS, 1), StopRule("lr", "1", Comparison.LESS, 0),
+             StopRule("loss", "9", Comparison.LESS, 0)]
+    engine = RuleEngine(rules, "accuracy")
+    engine.observe(logs("accuracy", "0.5", "0.4") + logs("lr", "x", "y") + logs("loss", "1"))
+    watch = RuleWatch(_Empty(), engine, lambda decision: None)
+    with caplog.at_level("WARNING"):
+        watch.close()
+        watch.close()  # said once
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "early-stopping rule acuracy;0.6;less;1 never held: the collection saw no value of 'acuracy'; "
+        "did you mean 'accuracy'?",
+        "early-stopping rule lr;1;less;0 never held: the collection saw 2 value(s) of 'lr', none a number"]
+    # The names kept for the hint are bounded whatever the input.
+    many = RuleEngine([StopRule("a", "1", Comparison.LESS, 0)], "a")
+    many.observe(MetricLog("t", f"m{i}", "1") for i in range(10_000))
+    assert "metrics seen: m0, m1, m10" in many.never_seen()[0] and len(many._others) <= 256
+
+
+class _Empty:
+    """A source with nothing to read (only closed)."""
+
+    def read(self) -> list[MetricLog]:
+        return []
+
+    def flush(self) -> list[MetricLog]:
+        return []
+
+    def wait(self, timeout: float) -> None:
+        return None
+
+    def wake(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None

@@ -438,3 +438,28 @@ def test_a_training_that_cannot_be_signalled_is_not_announced(tmp_path: Path) ->
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_a_misspelt_rule_is_named_at_the_start_and_at_the_end_by_run_and_by_the_sidecar(
+        tmp_path: Path, db: RunningServer) -> None:
+    rule = "acuracy;0.6;less;1"
+    done = subprocess.run(
+        [sys.executable, "-m", "katib_metrics", "run", "--db", str(tmp_path / "local.db"), "-m", "accuracy",
+         "--stop-rule", rule, "--", "sh", "-c", "echo accuracy=0.5; echo accuracy=0.4"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "rule on 'acuracy', which -m does not collect" in done.stderr
+    assert f"rule {rule} never held: the collection saw no value of 'acuracy'; did you mean 'accuracy'?" \
+        in done.stderr
+    # The sidecar, for a training that already completed (its marker says so): collected at once.
+    log = tmp_path / "metrics.log"
+    log.write_text("accuracy=0.5\naccuracy=0.4\n")
+    (tmp_path / "4242.pid").write_text("completed")
+    sidecar = subprocess.run(
+        [sys.executable, "-m", "katib_metrics", "collect", "-t", "typo", "-m", "accuracy", "-s-db", db.address,
+         "-path", str(log), "-format", "TEXT", "-stop-rule", rule, "-s-earlystop", "127.0.0.1:1"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert sidecar.returncode == 0, sidecar.stderr
+    assert "which -m does not collect" in sidecar.stderr
+    assert f"rule {rule} never held: the collection saw no value of 'acuracy'; did you mean 'accuracy'?" \
+        in sidecar.stderr
