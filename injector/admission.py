@@ -17,7 +17,7 @@ from katib_metrics.injector.mutate import ImageConfig, Resolved, entrypoint_cont
 from katib_metrics.injector.patch import json_patch
 from katib_metrics.injector.review import InvalidReview, allowed, decode_review, denied, invalid, patched
 from katib_metrics.injector.sidecar import SidecarOptions
-from katib_metrics.injector.trial import Algorithm, Trial
+from katib_metrics.injector.trial import Algorithm, CollectorKind, Trial
 
 __all__ = ["OUTCOMES", "AdmissionHandler", "Answer", "TrialResolver"]
 
@@ -85,8 +85,11 @@ class AdmissionHandler:
             raise LookupFailedError(f"cannot read the Trial of this pod: {err}") from err
         if trial is None:
             return Answer(allowed(uid), "unchanged")
-        mutation = mutate_pod(pod, trial, self._resolver.katib_config(), self._options,
-                              self._resolve(pod, trial, namespace), namespace)
+        if trial.kind is CollectorKind.PUSH:  # as Katib: no katib-config, Suggestion or image for a Push pod
+            config, resolved = KatibConfig(), Resolved()
+        else:
+            config, resolved = self._resolver.katib_config(), self._resolve(pod, trial, namespace)
+        mutation = mutate_pod(pod, trial, config, self._options, resolved, namespace)
         if not mutation.changed:
             return Answer(allowed(uid), "unchanged")
         log.info("%s", mutation.summary)

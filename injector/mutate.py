@@ -97,10 +97,16 @@ def _find(containers: Sequence[Mapping[str, Any]], name: str) -> int | None:
 
 
 def _add_env(container: dict[str, Any]) -> None:
+    """`KATIB_TRIAL_NAME` from the trial label. Katib appends it, and of two same-named variables the last wins:
+    a value the template set is replaced in place (same effect, no duplicate, idempotent on re-admission)."""
+    ours = {"name": TRIAL_ENV, "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{TRIAL_LABEL}']"}}}
     env = list(container.get("env") or [])
-    if not any(item.get("name") == TRIAL_ENV for item in env):
-        env.append({"name": TRIAL_ENV,
-                    "valueFrom": {"fieldRef": {"fieldPath": f"metadata.labels['{TRIAL_LABEL}']"}}})
+    named = [i for i, item in enumerate(env) if isinstance(item, Mapping) and item.get("name") == TRIAL_ENV]
+    if not named:
+        env.append(ours)
+    else:
+        env[named[0]] = ours
+        env = [item for i, item in enumerate(env) if i not in named[1:]]
     container["env"] = env
 
 
@@ -227,7 +233,7 @@ def mutate_pod(pod: Mapping[str, Any], trial: Trial, config: KatibConfig, option
     spec = result.setdefault("spec", {})
     name = _pod_name(result)
     namespace = namespace or trial.namespace or str((result.get("metadata") or {}).get("namespace") or "")
-    if _already_injected(spec, trial):
+    if trial.kind is not CollectorKind.PUSH and _already_injected(spec, trial):  # Push injects no container
         return Mutation(json_copy(pod), False, f"pod {name} already has the metrics collector")
     _labels(result, trial)
     containers = spec.setdefault("containers", [])
