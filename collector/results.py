@@ -50,6 +50,9 @@ def existing_db(path: str | None) -> Path:
 
 def load_local(db_path: Path, names: Sequence[str]) -> list[TrialData]:
     """Each named trial of the local store, with the spec `run` recorded for it (else: every metric, latest)."""
+    if not db_path.exists():  # reading never creates a store
+        raise UnknownTrial(f"no trial {names[0]!r}: there is no local store at {db_path} yet; "
+                           "`katib-metrics run -- COMMAND` collects a trial into it")
     store = ObservationStore(db_path)
     try:
         loaded = []

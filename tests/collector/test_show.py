@@ -16,7 +16,7 @@ from katib_metrics.collector.dbmanager import ObservationStore, TrialInfo, serve
 from katib_metrics.collector.show_cli import main as show
 from katib_metrics.collector.trials_cli import main as trials
 from katib_metrics.parsers.model import MetricLog
-from katib_metrics.parsers.table import BARS, sparkline
+from katib_metrics.parsers.table import ASCII_BARS, BARS, sparkline
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -160,3 +160,23 @@ def test_plot_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     _store(db, "t1", [0.1], [1])
     assert show(["t1", "--db", str(db), "--plot", str(tmp_path / "p.gif")]) == 2
     assert "must end in .png or .svg" in capsys.readouterr().err
+
+
+@given(st.lists(st.floats(-1e9, 1e9), min_size=1, max_size=200), st.integers(1, 40), st.booleans())
+def test_sparkline_bounds_and_order(values: list[float], width: int, ascii_only: bool) -> None:
+    bars = ASCII_BARS if ascii_only else BARS
+    line = sparkline(values, width, ascii_only=ascii_only)
+    assert 1 <= len(line) <= min(width, len(values)) and set(line) <= set(bars)
+    if len(values) <= width and max(values) > min(values):
+        assert line[values.index(min(values))] == bars[0] and line[values.index(max(values))] == bars[-1]
+    ranks = [bars.index(c) for c in sparkline(sorted(values), width, ascii_only=ascii_only)]
+    assert ranks == sorted(ranks)  # rising values never draw a falling line
+
+
+def test_show_without_a_store_creates_none(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert show(["t"]) == 2
+    assert "no local store" in capsys.readouterr().err and not (tmp_path / "data").exists()
+    assert trials([]) == 0
+    assert "no trials in" in capsys.readouterr().out and not (tmp_path / "data").exists()
