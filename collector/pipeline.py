@@ -51,13 +51,18 @@ class ParsedLines:
         self.blocks = BlockParser(parser)  # counts `parser.stats.lines` and numbers lines across blocks
         self.clock = clock
         self.echo = echo
+        # A source of several streams (a command's stdout and stderr) tags each block with its stream: a long
+        # line handed over in pieces continues in the next block *of its stream*.
+        self._streams: dict[int, BlockParser] = {0: self.blocks}
 
     def _parse(self, block: bytes) -> list[MetricLog]:
         if not block:
             return []
         if self.echo is not None:
             self.echo(block)
-        return self.blocks.parse_block(block, unix_to_rfc3339(self.clock()))
+        stream = getattr(self.lines, "stream", 0)
+        blocks = self._streams.get(stream) or self._streams.setdefault(stream, BlockParser(self.parser))
+        return blocks.parse_block(block, unix_to_rfc3339(self.clock()), more=True)
 
     def read(self) -> list[MetricLog]:
         """The logs of the next lines that hold any; empty only when no new line is complete."""
@@ -67,7 +72,14 @@ class ParsedLines:
         return []
 
     def flush(self) -> list[MetricLog]:
-        return self._parse(self.lines.flush())
+        """At true end: the rest, the unterminated last line of each stream included."""
+        logs: list[MetricLog] = []
+        while block := self.lines.read():
+            logs += self._parse(block)
+        logs += self._parse(self.lines.flush())
+        for blocks in self._streams.values():
+            logs += blocks.finish()
+        return logs
 
     def wait(self, timeout: float) -> None:
         self.lines.wait(timeout)
@@ -121,7 +133,17 @@ class Pipeline:
             self.run()
         except Exception as err:  # policy: the rows collected so far are still reported by the caller
             self.error = err
-            log.exception("collection stopped early: %s; reporting what was collected", err)
+            log.exception("%s", self.problem)
+
+    @property
+    def problem(self) -> str:
+        """What stopped collection early, and which metrics it may have cut short; empty if nothing did."""
+        if self.error is None:
+            return ""
+        reason = f"{type(self.error).__name__}: {self.error}" if str(self.error) else type(self.error).__name__
+        names = ", ".join(self.store.spec.metric_names) or "every metric"
+        return (f"collection stopped early ({reason}); reporting what was collected, "
+                f"which may be incomplete for: {names}")
 
     def run(self) -> None:
         while not self._stopping.is_set():
@@ -132,6 +154,9 @@ class Pipeline:
                 self.source.wait(self.idle_wait)
         self._drain()
         self._add(self._guarded(self.source.flush))
+        # A file tail's flush checks the whole file once more; one that finds it changed reads it again
+        # from the start: drained here, in bounded reads (any other source has nothing left after flush).
+        self._drain()
 
     def _drain(self) -> bool:
         moved = False

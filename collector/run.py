@@ -193,6 +193,9 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     source.close()
     pushed.finish(store, started)  # what the command reported itself counts in the table (and the objective)
     status = _exit_status(returncode)
+    if pipeline.problem:  # said, and the exit status shows it: never a silent `unavailable`
+        print(f"katib-metrics run: error: {pipeline.problem}", file=sys.stderr)
+        status = status or 1
     tee.end_line()
     try:
         delivery, where = _report(store, options, started)

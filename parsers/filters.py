@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from katib_metrics.parsers.errors import FilterError
 from katib_metrics.parsers.model import DEFAULT_FILTER
@@ -21,6 +21,7 @@ __all__ = [
     "DefaultFilter",
     "Filter",
     "FilterTimeout",
+    "Match",
     "UserFilter",
     "compile_filters",
     "default_filter_spans",
@@ -107,6 +108,19 @@ class Filter(Protocol):
     def find_all(self, line: str, deadline: float) -> list[tuple[str, str]]:
         """(name, value) of every match in Go's FindAll order; FilterTimeout past `deadline`."""
 
+    def scan(self, line: str, pos: int, prev_end: int, deadline: float) -> Iterator[Match]:
+        """The matches of `find_all` from `pos` on (`prev_end`: where the previous match ended), with spans."""
+
+
+class Match(NamedTuple):
+    """One filter match: its span in the line, the (name, value) it captured, and where the value ended."""
+
+    start: int
+    end: int
+    name: str
+    value: str
+    value_end: int
+
 
 @dataclass(frozen=True, slots=True)
 class UserFilter:
@@ -116,8 +130,10 @@ class UserFilter:
     compiled: Any
 
     def find_all(self, line: str, deadline: float) -> list[tuple[str, str]]:
-        found: list[tuple[str, str]] = []
-        pos, prev_end, end = 0, -1, len(line)
+        return [(match.name, match.value) for match in self.scan(line, 0, -1, deadline)]
+
+    def scan(self, line: str, pos: int, prev_end: int, deadline: float) -> Iterator[Match]:
+        end = len(line)
         search = self.compiled.search
         while pos <= end:
             remaining = deadline - time.monotonic()
@@ -139,8 +155,8 @@ class UserFilter:
                 pos = stop
             prev_end = stop
             if accept:
-                found.append(((match.group(1) or "").strip(), (match.group(2) or "").strip()))
-        return found
+                yield Match(start, stop, (match.group(1) or "").strip(), (match.group(2) or "").strip(),
+                            match.end(2))
 
 
 # Katib's default filter, rewritten into an equivalent that runs in linear time on Python's engine:
@@ -163,9 +179,13 @@ class DefaultFilter:
     def find_all(self, line: str, deadline: float) -> list[tuple[str, str]]:
         return [(match.group(1), match.group(2)) for match in _default_matches(line)]
 
+    def scan(self, line: str, pos: int, prev_end: int, deadline: float) -> Iterator[Match]:
+        for match in _default_matches(line, pos, prev_end):
+            yield Match(match.start(), match.end(), match.group(1), match.group(2), match.end(2))
 
-def _default_matches(line: str) -> Iterator[re.Match[str]]:
-    match = _ANYWHERE.search(line)
+
+def _default_matches(line: str, pos: int = 0, prev_end: int = -1) -> Iterator[re.Match[str]]:
+    match = (_AT.match(line, pos) if pos == prev_end else None) or _ANYWHERE.search(line, pos)
     while match is not None:
         yield match
         stop = match.end()

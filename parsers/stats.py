@@ -15,6 +15,8 @@ class SkipReason(enum.StrEnum):
     REGEX_TIMEOUT = "regex_timeout"
     INVALID_JSON = "invalid_json"
     BAD_RECORD = "bad_record"
+    LINE_TOO_LONG = "line_too_long"  # a JSON line over the line limit: it cannot be read in pieces
+    LINE_CUT = "line_cut"  # a long text line cut where a value might straddle the cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,8 @@ class Skipped:
 
 
 SkipSink = Callable[[Skipped], None]
+NoticeSink = Callable[[int, str], None]
+"""Told (line number, message) about a value that was recorded but looks wrong (e.g. a number cut short)."""
 
 
 @dataclass

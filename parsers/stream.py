@@ -15,6 +15,7 @@ from typing import BinaryIO
 
 from katib_metrics.parsers.filters import DefaultFilter
 from katib_metrics.parsers.lines import LineParser, decode_line
+from katib_metrics.parsers.longline import WINDOW, LongLine
 from katib_metrics.parsers.model import ZERO_TIME, MetricLog
 from katib_metrics.parsers.template import LineTemplate
 from katib_metrics.parsers.text import TextParser
@@ -25,13 +26,17 @@ __all__ = ["BlockParser", "iter_blocks", "scan"]
 CHUNK_SIZE = 1 << 20
 
 
-def iter_blocks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """Runs of whole lines (each ends with a newline, but perhaps the very last one), one chunk or so each."""
+def iter_blocks(stream: BinaryIO, chunk_size: int = CHUNK_SIZE, max_line: int = WINDOW) -> Iterator[bytes]:
+    """Runs of whole lines, one chunk or so each; a block without a final newline is a piece of a line
+    longer than `max_line` (continued by the next block) or the input's unterminated last line."""
     carry = b""
     while chunk := stream.read(chunk_size):
         cut = chunk.rfind(b"\n")
         if cut < 0:
             carry += chunk
+            if len(carry) >= max_line:  # a long line goes on in pieces: never held whole
+                yield carry
+                carry = b""
             continue
         yield carry + chunk[: cut + 1] if carry else chunk[: cut + 1]
         carry = chunk[cut + 1 :]
@@ -49,13 +54,39 @@ class BlockParser:
         self._fast = _DefaultFilterScan(text) if text is not None and _DefaultFilterScan.applies(text) else None
         self._needles = tuple(n.encode() for n in text.needles) if text is not None else ()
         self._text = text
+        self._open: LongLine | None = None  # a line whose newline has not come yet
 
-    def parse_block(self, block: bytes, default_time: str = ZERO_TIME) -> list[MetricLog]:
-        """The MetricLogs of `block`: whole lines, the last one may lack its newline only at the true end."""
-        if not block:
-            return []
+    def parse_block(self, block: bytes, default_time: str = ZERO_TIME, *, more: bool = False) -> list[MetricLog]:
+        """The MetricLogs of `block`. Its start continues an open line; an unterminated tail opens one, which
+        `more` says the next block continues (a long line in pieces), else it ends here (`finish`)."""
+        logs: list[MetricLog] = []
+        if block and self._open is not None:
+            end = block.find(b"\n")
+            if end < 0:
+                logs, block = self._open.feed(block), b""
+            else:
+                logs = self._open.feed(block[:end]) + self.finish()
+                block = block[end + 1 :]
+        if block:
+            cut = block.rfind(b"\n") + 1
+            if cut:
+                logs += self._whole_lines(block[:cut] if cut < len(block) else block, default_time)
+            if cut < len(block):
+                self._open = LongLine(self.parser, self.next_lineno, default_time)
+                self.next_lineno += 1
+                logs += self._open.feed(block[cut:])
+        if not more:
+            logs += self.finish()
+        return logs
+
+    def finish(self) -> list[MetricLog]:
+        """At the end of the input (or of the open line): the logs of the open line's rest."""
+        line, self._open = self._open, None
+        return line.finish() if line is not None else []
+
+    def _whole_lines(self, block: bytes, default_time: str) -> list[MetricLog]:
         first = self.next_lineno
-        count = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        count = block.count(b"\n")
         self.next_lineno += count
         if self._fast is not None:
             self.parser.stats.lines += count
@@ -76,8 +107,7 @@ class BlockParser:
 
     def _every_line(self, block: bytes, first: int, default_time: str) -> list[MetricLog]:
         lines = block.split(b"\n")
-        if block.endswith(b"\n"):
-            lines.pop()
+        lines.pop()  # after the last newline
         logs: list[MetricLog] = []
         parse = self.parser.parse_line
         for lineno, raw in enumerate(lines, first):
@@ -90,7 +120,8 @@ def scan(stream: BinaryIO, parser: LineParser, *, default_time: str = ZERO_TIME,
     """The MetricLogs of a whole stream, one list per block."""
     blocks = BlockParser(parser)
     for block in iter_blocks(stream, chunk_size):
-        yield blocks.parse_block(block, default_time)
+        yield blocks.parse_block(block, default_time, more=True)
+    yield blocks.finish()
 
 
 def _line_at(block: bytes, start: int) -> bytes:
@@ -135,6 +166,7 @@ _TAIL = re.compile(rb"[\t\f\r ]*=[\t\f\r ]*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)
 _SAFE_NAME = re.compile(r"[A-Za-z_|][\w|-]*", re.ASCII)
 _NUMERIC_FIRST = frozenset("0123456789eE-")
 
+_JSON_START = re.compile(rb"[ \t]*\{")
 _Found = dict[int, list[tuple[int, str, bytes]]]
 _DENSE_PROBE = 64 << 10
 _DENSITY_SAMPLE = 64 << 10
@@ -226,13 +258,16 @@ class _DefaultFilterScan:
         ambiguous: set[int] = set()
         for name, raw, exact, unsure in self.patterns:
             # bytes.find skips through noise at memchr speed; the anchored patterns then judge each hit.
-            at = block.find(raw)
+            at, start, looked = block.find(raw), 0, 0
             while at >= 0:
+                # The line's start, searched back only to the previous hit: linear however many hits a line has.
+                newline = block.rfind(b"\n", looked, at)
+                start, looked = (newline + 1 if newline >= 0 else start), at
                 match = exact.match(block, at)
                 if match is not None:
-                    found.setdefault(block.rfind(b"\n", 0, at) + 1, []).append((at, name, match.group(1)))
-                elif unsure.match(block, at) is not None:
-                    ambiguous.add(block.rfind(b"\n", 0, at) + 1)
+                    found.setdefault(start, []).append((at, name, match.group(1)))
+                elif unsure.match(block, at) is not None or _JSON_START.match(block, start) is not None:
+                    ambiguous.add(start)  # undecidable here, or a JSON line (DESIGN difference 14)
                 at = block.find(raw, at + len(raw))
         return found, ambiguous
 

@@ -27,7 +27,10 @@ from katib_metrics.parsers.model import MetricLog
 from katib_metrics.parsers.numbers import plain_floats
 from katib_metrics.parsers.timestamps import all_go_rfc3339nano, line_timestamp
 
-__all__ = ["LineTemplate"]
+__all__ = ["MAX_LINE", "MAX_PAIRS", "LineTemplate"]
+
+MAX_LINE = 4096
+MAX_PAIRS = 64
 
 # Katib's value group restricted to values with a mantissa digit: on those it matches the same text, and a line
 # whose value is not a number does not fit the template, so its block goes the exact way (which names the line).
@@ -54,10 +57,13 @@ class LineTemplate:
 
     @classmethod
     def learn(cls, line: bytes, wanted: dict[str, bytes]) -> LineTemplate | None:
-        """The template of `line`, or None when its shape does not allow one."""
+        """The template of `line`, or None when its shape does not allow one (or the line is too long for one:
+        a template compiles a group per match, so a progress bar's megabyte line would cost gigabytes)."""
+        if len(line) > MAX_LINE:
+            return None
         text = line.decode("latin-1")  # one character per byte: spans are byte offsets
         spans = default_filter_spans(text)
-        if not spans or not any(text[a:b] in wanted for a, b, _, _ in spans):
+        if not spans or len(spans) > MAX_PAIRS or not any(text[a:b] in wanted for a, b, _, _ in spans):
             return None
         head = text[: spans[0][0]]
         if "=" in head or head[-1:] in _NAME_CHARS:

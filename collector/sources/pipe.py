@@ -4,6 +4,9 @@ One reader thread per pipe copies the bytes to our own stream as they come (prog
 partial lines included) and queues the whole lines among them, as blocks, for the pipeline. The
 queue is bounded in bytes: a pipeline that falls behind slows the command down (as `tee` would), it
 never drops lines. A pipe's unterminated last line is queued, as a whole line, when the pipe closes.
+A line longer than `MAX_LINE` (a progress bar's `\r` redraws) is queued in pieces without a newline,
+never held whole; `read()` hands over one pipe's blocks at a time and says which in `stream`, so the
+parser continues each piece with the next block of the same pipe.
 """
 
 from __future__ import annotations
@@ -18,19 +21,21 @@ __all__ = ["ProcessOutput"]
 READ_SIZE = 1 << 16
 MAX_QUEUED = 8 << 20
 MAX_BLOCK = 1 << 20
+MAX_LINE = 1 << 20
 
 
 class ProcessOutput:
     """A `BlockSource` over pipes; `read()` after the command ended and `done` is true returns the rest."""
 
     def __init__(self, streams: list[tuple[IO[bytes], IO[bytes] | None]], *, max_queued: int = MAX_QUEUED) -> None:
-        self._queue: deque[bytes] = deque()
+        self._queue: deque[tuple[int, bytes]] = deque()
         self._queued = 0
+        self.stream = 0  # the pipe (its index in `streams`) whose blocks the last `read()` returned
         self._cond = threading.Condition()
         self._max_queued = max_queued
         self._woken = False
-        self._threads = [threading.Thread(target=self._pump, args=(pipe, tee), daemon=True, name="tee")
-                         for pipe, tee in streams]
+        self._threads = [threading.Thread(target=self._pump, args=(index, pipe, tee), daemon=True, name="tee")
+                         for index, (pipe, tee) in enumerate(streams)]
         for thread in self._threads:
             thread.start()
 
@@ -38,8 +43,8 @@ class ProcessOutput:
     def done(self) -> bool:
         return not any(thread.is_alive() for thread in self._threads)
 
-    def _pump(self, pipe: IO[bytes], tee: IO[bytes] | None) -> None:
-        carry = b""
+    def _pump(self, index: int, pipe: IO[bytes], tee: IO[bytes] | None) -> None:
+        carry, in_pieces = b"", False
         fd = pipe.fileno()
         while data := os.read(fd, READ_SIZE):
             if tee is not None:
@@ -48,29 +53,35 @@ class ProcessOutput:
             cut = data.rfind(b"\n")
             if cut < 0:
                 carry += data
+                if len(carry) >= MAX_LINE:  # a runaway line goes on in pieces
+                    self._put(index, carry)
+                    carry, in_pieces = b"", True
                 continue
-            self._put(carry + data[: cut + 1] if carry else data[: cut + 1])
-            carry = data[cut + 1 :]
-        if carry:
-            self._put(carry + b"\n")  # the pipe is closed: its last line is whole now
+            self._put(index, carry + data[: cut + 1] if carry else data[: cut + 1])
+            carry, in_pieces = data[cut + 1 :], False
+        if carry or in_pieces:
+            self._put(index, carry + b"\n")  # the pipe is closed: its last line is whole now
         pipe.close()
         with self._cond:
             self._cond.notify_all()
 
-    def _put(self, block: bytes) -> None:
+    def _put(self, index: int, block: bytes) -> None:
         with self._cond:
             self._cond.wait_for(lambda: self._queued < self._max_queued)
-            self._queue.append(block)
+            self._queue.append((index, block))
             self._queued += len(block)
             self._cond.notify_all()
 
     def read(self) -> bytes:
-        """Queued whole lines, about `MAX_BLOCK` bytes at most (one pipe's read may exceed it)."""
+        """One pipe's queued lines (`stream` says which), about `MAX_BLOCK` bytes at most (one read may exceed it)."""
         with self._cond:
             taken: list[bytes] = []
             size = 0
-            while self._queue and (not taken or size + len(self._queue[0]) <= MAX_BLOCK):
-                block = self._queue.popleft()
+            if self._queue:
+                self.stream = self._queue[0][0]
+            while self._queue and self._queue[0][0] == self.stream and (
+                    not taken or size + len(self._queue[0][1]) <= MAX_BLOCK):
+                block = self._queue.popleft()[1]
                 taken.append(block)
                 size += len(block)
             self._queued -= size
@@ -78,11 +89,8 @@ class ProcessOutput:
         return b"".join(taken)
 
     def flush(self) -> bytes:
-        """Everything still queued (the readers queue a pipe's unterminated last line at its EOF)."""
-        blocks: list[bytes] = []
-        while block := self.read():
-            blocks.append(block)
-        return b"".join(blocks)
+        """Nothing: every line is queued and handed over by `read()` (a pipe's last line is ended at its EOF)."""
+        return b""
 
     def wait(self, timeout: float) -> None:
         with self._cond:
