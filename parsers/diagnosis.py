@@ -25,6 +25,7 @@ from katib_metrics.parsers.model import UNAVAILABLE, CollectorSpec, FileFormat, 
 __all__ = [
     "CAUSES",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_LINES",
     "Diagnosis",
     "Sample",
     "Suggestion",
@@ -37,7 +38,9 @@ __all__ = [
 ]
 
 DEFAULT_MAX_BYTES = 8 << 20
-"""How much of a text input the diagnosis reads (the head): bounded time and memory on any log."""
+DEFAULT_MAX_LINES = 20_000
+"""How much of a text input the diagnosis reads (its head, whichever limit comes first): a few seconds at
+most even when every line needs a user regex, and bounded memory, on any log."""
 
 CAUSES = (
     "nothing_read",
@@ -118,12 +121,17 @@ class Sample:
 
     @property
     def scope(self) -> str:
-        """How much was read, for evidence texts: "train.log" or "the first 8 MiB of train.log"."""
-        return f"the first {len(self.data) >> 20} MiB of {self.where}" if self.truncated else self.where
+        """How much was read, for evidence texts: "train.log" or "the first 20000 lines of train.log"."""
+        if not self.truncated:
+            return self.where
+        lines = self.data.count(b"\n")
+        return f"the first {lines} lines of {self.where}"
 
 
-def read_sample(path: str, data: bytes | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Sample:
-    """At most `max_bytes` of whole lines from `path` (`data` when given: e.g. a buffer kept of stdin)."""
+def read_sample(
+    path: str, data: bytes | None = None, max_bytes: int = DEFAULT_MAX_BYTES, max_lines: int = DEFAULT_MAX_LINES
+) -> Sample:
+    """At most `max_lines` whole lines and `max_bytes` from `path` (`data` instead: a buffer kept of stdin)."""
     where = {"": "the command's output", "-": "standard input"}.get(path, path)
     if data is None:
         try:
@@ -131,12 +139,23 @@ def read_sample(path: str, data: bytes | None = None, max_bytes: int = DEFAULT_M
                 data = stream.read(max_bytes + 1)
         except OSError as err:
             return Sample(b"", where, unreadable=f"{where}: {err.strerror or err}")
-    truncated = len(data) > max_bytes
+    end = _end_of_line(data, max_lines)
+    truncated = len(data) > max_bytes or end < len(data)
     if truncated:
-        data = data[:max_bytes]
+        data = data[: min(end, max_bytes)]
         cut = data.rfind(b"\n")
         data = data[: cut + 1] if cut >= 0 else data
     return Sample(data, where, truncated)
+
+
+def _end_of_line(data: bytes, count: int) -> int:
+    """The offset just past the `count`-th newline of `data` (its length when it has fewer lines)."""
+    at = -1
+    for _ in range(count):
+        at = data.find(b"\n", at + 1)
+        if at < 0:
+            return len(data)
+    return at + 1
 
 
 def unavailable_names(spec: CollectorSpec, summaries: Sequence[MetricSummary]) -> list[str]:

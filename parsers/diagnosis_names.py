@@ -19,7 +19,7 @@ from katib_metrics.parsers.model import CollectorSpec
 from katib_metrics.parsers.stats import ParseStats
 from katib_metrics.parsers.stream import scan
 
-__all__ = ["CappedCounter", "count_values", "rank", "similar_names"]
+__all__ = ["CappedCounter", "Verifier", "count_values", "rank", "similar_names"]
 
 # Leading words that qualify a metric rather than name it; synonyms share a class, so `val_accuracy` and
 # `Validation-accuracy` are closer to each other than to `train_accuracy`.
@@ -90,3 +90,17 @@ def count_values(spec: CollectorSpec, sample: Sample, regex_timeout: float = 1.0
     for _ in scan(io.BytesIO(sample.data), parser):
         pass
     return stats.values
+
+
+class Verifier:
+    """`count_values` on one sample, remembered per spec: the same re-parse is never done twice."""
+
+    def __init__(self, sample: Sample, regex_timeout: float = 1.0) -> None:
+        self.sample, self.regex_timeout = sample, regex_timeout
+        self._memo: dict[tuple[object, ...], Counter[str]] = {}
+
+    def __call__(self, spec: CollectorSpec) -> Counter[str]:
+        key = (spec.metric_names, spec.filters, spec.format)
+        if key not in self._memo:
+            self._memo[key] = count_values(spec, self.sample, self.regex_timeout)
+        return self._memo[key]

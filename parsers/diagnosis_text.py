@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from katib_metrics.parsers.diagnosis import ANY_METRIC, Diagnosis, Sample, Suggestion, lines, quote_line
-from katib_metrics.parsers.diagnosis_names import CappedCounter, count_values, similar_names
+from katib_metrics.parsers.diagnosis_names import CappedCounter, Verifier, similar_names
 from katib_metrics.parsers.errors import SpecError
 from katib_metrics.parsers.filters import Filter, FilterTimeout, compile_filters
 from katib_metrics.parsers.model import DEFAULT_FILTER, CollectorSpec, FileFormat
@@ -88,23 +88,24 @@ def diagnose_text(
 ) -> list[Diagnosis]:
     """One diagnosis per name of `missing` (`ANY_METRIC`: nothing at all was collected)."""
     seen = _gather(spec, sample, missing, regex_timeout)
+    verify = Verifier(sample, regex_timeout)
     return [
-        _nothing_collected(spec, sample, seen, regex_timeout)
+        _nothing_collected(spec, sample, seen, verify)
         if name == ANY_METRIC
-        else _diagnose_one(spec, sample, seen, name, regex_timeout)
+        else _diagnose_one(spec, sample, seen, name, verify)
         for name in missing
     ]
 
 
-def _diagnose_one(spec: CollectorSpec, sample: Sample, seen: _Pass, name: str, regex_timeout: float) -> Diagnosis:
+def _diagnose_one(spec: CollectorSpec, sample: Sample, seen: _Pass, name: str, verify: Verifier) -> Diagnosis:
     wanted = seen.wanted[name]
     if wanted.not_numbers and not seen.collected.get(name):
-        return _not_a_number(spec, sample, name, wanted, regex_timeout)
+        return _not_a_number(spec, name, wanted, verify)
     if wanted.first is not None:
-        return _filter_mismatch(spec, sample, name, wanted, regex_timeout)
+        return _filter_mismatch(spec, sample, name, wanted, verify)
     close = [n for n in similar_names(name, [*seen.collected, *seen.printed]) if n not in spec.metric_names]
     if close:
-        return _similar(spec, sample, name, close, seen, regex_timeout)
+        return _similar(spec, sample, name, close, seen, verify)
     found = ", ".join(list(seen.collected)[:8]) or "nothing"
     return Diagnosis(
         name, "not_found",
@@ -114,11 +115,9 @@ def _diagnose_one(spec: CollectorSpec, sample: Sample, seen: _Pass, name: str, r
     )
 
 
-def _not_a_number(
-    spec: CollectorSpec, sample: Sample, name: str, wanted: _Wanted, regex_timeout: float
-) -> Diagnosis:
+def _not_a_number(spec: CollectorSpec, name: str, wanted: _Wanted, verify: Verifier) -> Diagnosis:
     shown = "; ".join(f"line {lineno}: {name}={value!r}" for lineno, value in wanted.not_numbers)
-    suggestion = _verified_filter(spec, sample, name, wanted, regex_timeout) if wanted.first else None
+    suggestion = _verified_filter(spec, name, wanted, verify) if wanted.first else None
     return Diagnosis(
         name, "not_a_number",
         f"the filter captures values of {name!r}, but none is a number ({shown})",
@@ -128,14 +127,12 @@ def _not_a_number(
     )
 
 
-def _filter_mismatch(
-    spec: CollectorSpec, sample: Sample, name: str, wanted: _Wanted, regex_timeout: float
-) -> Diagnosis:
+def _filter_mismatch(spec: CollectorSpec, sample: Sample, name: str, wanted: _Wanted, verify: Verifier) -> Diagnosis:
     assert wanted.first is not None
     lineno, line = wanted.first
     current = "Katib's default filter (name=value)" if not spec.filters else "the metricsFormat"
     if line.lstrip().startswith("{") and line.rstrip().endswith("}"):
-        values = count_values(CollectorSpec(spec.metric_names, (), FileFormat.JSON), sample, regex_timeout)[name]
+        values = verify(CollectorSpec(spec.metric_names, (), FileFormat.JSON))[name]
         if values:
             return Diagnosis(
                 name, "filter_mismatch",
@@ -149,7 +146,7 @@ def _filter_mismatch(
         f"e.g. {quote_line(lineno, line)}",
         "set metricsFormat to a regex whose first group captures the name and second the value on such lines, "
         f"or print {name}=VALUE",
-        _verified_filter(spec, sample, name, wanted, regex_timeout),
+        _verified_filter(spec, name, wanted, verify),
     )
 
 
@@ -176,11 +173,9 @@ def _derived(cls: str, name: str, line: str) -> str | None:
     return rf"({cls}+)\s*" + r"\s*".join(parts) + rf"\s*({NUMBER})"
 
 
-def _verified_filter(
-    spec: CollectorSpec, sample: Sample, name: str, wanted: _Wanted, regex_timeout: float
-) -> Suggestion | None:
+def _verified_filter(spec: CollectorSpec, name: str, wanted: _Wanted, verify: Verifier) -> Suggestion | None:
     """The first candidate that collects values of `name` and loses no other requested metric's values."""
-    before = count_values(spec, sample, regex_timeout)
+    before = verify(spec)
     line = wanted.first[1] if wanted.first else None
     for candidate in candidate_filters(name, line):
         for filters in ((candidate,), (*(spec.filters or (DEFAULT_FILTER,)), candidate)):
@@ -189,19 +184,19 @@ def _verified_filter(
                 compile_filters(filters)
             except SpecError:
                 continue
-            after = count_values(trial, sample, regex_timeout)
+            after = verify(trial)
             if after[name] and all(after[other] >= count for other, count in before.items()):
                 return Suggestion("metricsFormat", filters, after[name])
     return None
 
 
 def _similar(
-    spec: CollectorSpec, sample: Sample, name: str, close: list[str], seen: _Pass, regex_timeout: float
+    spec: CollectorSpec, sample: Sample, name: str, close: list[str], seen: _Pass, verify: Verifier
 ) -> Diagnosis:
     collected = [other for other in close if seen.collected.get(other)]
     suggestion = None
     for other in collected:
-        values = count_values(CollectorSpec((other,), spec.filters, spec.format), sample, regex_timeout)[other]
+        values = verify(CollectorSpec((other,), spec.filters, spec.format))[other]
         if values:
             suggestion = Suggestion("metric", other, values)
             break
@@ -216,11 +211,11 @@ def _similar(
     )
 
 
-def _nothing_collected(spec: CollectorSpec, sample: Sample, seen: _Pass, regex_timeout: float) -> Diagnosis:
+def _nothing_collected(spec: CollectorSpec, sample: Sample, seen: _Pass, verify: Verifier) -> Diagnosis:
     printed = ", ".join(list(seen.printed)[:8])
     suggestion = None
     for candidate in candidate_filters(""):
-        values = sum(count_values(CollectorSpec((), (candidate,), spec.format), sample, regex_timeout).values())
+        values = sum(verify(CollectorSpec((), (candidate,), spec.format)).values())
         if values:
             suggestion = Suggestion("metricsFormat", (candidate,), values)
             break
