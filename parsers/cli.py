@@ -191,6 +191,11 @@ class _Warnings:
     def __init__(self, prog: str, path: str) -> None:
         self.prog, self.path, self.shown = prog, path, 0
 
+    def notice(self, lineno: int, message: str) -> None:
+        """A value recorded but suspect (a number the filter cut short): always shown, once per metric."""
+        where = "stdin" if self.path == "-" else self.path
+        print(f"{self.prog}: warning: {where}:{lineno}: {message}", file=sys.stderr)
+
     def __call__(self, skip: Skipped) -> None:
         if self.shown < MAX_WARNINGS:
             where = "stdin" if self.path == "-" else self.path
@@ -294,7 +299,7 @@ def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
     stats, warn, reducer = ParseStats(), _Warnings(prog, args.path), Reducer(spec)
     try:  # compiling the filters up front makes a bad -f a usage error before any output
         text_parser = (
-            TextParser(spec, regex_timeout=regex_timeout, stats=stats, on_skip=warn)
+            TextParser(spec, regex_timeout=regex_timeout, stats=stats, on_skip=warn, on_notice=warn.notice)
             if spec.format is FileFormat.TEXT
             else None
         )
