@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Protocol
 
-__all__ = ["MAX_HEADERS", "MAX_LINE", "HttpError", "Reader", "Request", "read_request", "response_bytes"]
+__all__ = ["MAX_HEADERS", "MAX_HEADER_BYTES", "MAX_LINE", "HttpError", "Reader", "Request", "read_request",
+           "response_bytes"]
 
 MAX_LINE = 65536
 MAX_HEADERS = 100
+MAX_HEADER_BYTES = 65536  # all header lines together (the API server sends about 300 bytes)
+PIECE = 65536  # the most body bytes read (then counted by `take`) at a time
 _REASONS = {100: "Continue", 200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
             413: "Content Too Large", 431: "Request Header Fields Too Large", 503: "Service Unavailable",
             505: "HTTP Version Not Supported"}
@@ -30,6 +33,8 @@ class Reader(Protocol):
     def readline(self, size: int = -1, /) -> bytes: ...
 
     def read(self, size: int = -1, /) -> bytes: ...
+
+    def read1(self, size: int = -1, /) -> bytes: ...
 
 
 class HttpError(Exception):
@@ -67,10 +72,14 @@ def _line(rfile: Reader) -> bytes:
 
 def _headers(rfile: Reader) -> dict[str, str]:
     headers: dict[str, str] = {}
+    total = 0
     for _ in range(MAX_HEADERS + 1):
         line = _line(rfile)
         if line in (b"\r\n", b"\n", b""):
             return headers
+        total += len(line)
+        if total > MAX_HEADER_BYTES:
+            raise HttpError(431, f"the request's header fields are longer than {MAX_HEADER_BYTES} bytes together")
         name, colon, value = line.decode("latin-1").partition(":")
         if not colon or not name or name != name.strip():
             raise HttpError(400, f"malformed header line {line[:80]!r}")
@@ -80,7 +89,10 @@ def _headers(rfile: Reader) -> dict[str, str]:
     raise HttpError(431, f"more than {MAX_HEADERS} header fields")
 
 
-def _chunked(rfile: Reader, limit: int) -> bytes:
+Take = Callable[[int], None]
+
+
+def _chunked(rfile: Reader, limit: int, take: Take) -> bytes:
     parts: list[bytes] = []
     size_total = 0
     while True:
@@ -95,32 +107,46 @@ def _chunked(rfile: Reader, limit: int) -> bytes:
         size_total += size
         if size_total > limit:
             raise HttpError(413, f"request body larger than {limit} bytes")
-        parts.append(_exactly(rfile, size))
+        _exactly(rfile, size, take, parts)
         _line(rfile)
 
 
-def _exactly(rfile: Reader, size: int) -> bytes:
-    data = rfile.read(size)
-    if len(data) < size:
-        raise HttpError(400, f"connection closed after {len(data)} of {size} body bytes")
-    return data
+def _exactly(rfile: Reader, size: int, take: Take, parts: list[bytes]) -> None:
+    """Appends `size` bytes to `parts` as they arrive, each piece counted by `take` once read: memory follows
+    the bytes that really came (one read ahead at most), not the length a client announced."""
+    remaining = size
+    while remaining:
+        data = rfile.read1(min(remaining, PIECE))
+        if not data:
+            raise HttpError(400, f"connection closed after {size - remaining} of {size} body bytes")
+        take(len(data))
+        parts.append(data)
+        remaining -= len(data)
 
 
-def _body(rfile: Reader, headers: dict[str, str], limit: int) -> bytes:
+def _no_budget(size: int) -> None:
+    """The default `take`: no budget beyond `limit`."""
+
+
+def _body(rfile: Reader, headers: dict[str, str], limit: int, take: Take) -> bytes:
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        return _chunked(rfile, limit)
+        return _chunked(rfile, limit, take)
     length = headers.get("content-length", "0")
     if not length.isdigit():
         raise HttpError(400, f"invalid Content-Length {length[:20]!r}")
     if int(length) > limit:
         raise HttpError(413, f"request body of {length} bytes is larger than {limit}")
-    return _exactly(rfile, int(length))
+    parts: list[bytes] = []
+    _exactly(rfile, int(length), take, parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def read_request(rfile: Reader, send: Callable[[bytes], object], limit: int) -> Request | None:
+def read_request(rfile: Reader, send: Callable[[bytes], object], limit: int,
+                 take: Take = _no_budget) -> Request | None:
     """The next request on the connection, None when the client closed it between requests.
 
-    `send` answers `Expect: 100-continue` before the body is read; bodies over `limit` bytes are refused.
+    `send` answers `Expect: 100-continue` before the body is read; bodies over `limit` bytes are refused;
+    `take(n)` is called before each piece of body is read (it raises HttpError to refuse it).
     """
     line = _line(rfile)
     while line in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore empty lines before a request line
@@ -140,7 +166,7 @@ def read_request(rfile: Reader, send: Callable[[bytes], object], limit: int) -> 
         if method in ("POST", "PUT", "PATCH") or "content-length" in headers or "transfer-encoding" in headers:
             if headers.get("expect", "").lower() == "100-continue":
                 send(b"HTTP/1.1 100 Continue\r\n\r\n")
-            request.body = _body(rfile, headers, limit)
+            request.body = _body(rfile, headers, limit, take)
     except HttpError as err:
         err.method, err.path = method, path
         raise

@@ -22,7 +22,7 @@ from katib_metrics.injector.errors import ConfigError
 from katib_metrics.injector.metrics import InjectorMetrics
 from katib_metrics.injector.registry import RegistryClient
 from katib_metrics.injector.resolve import ApiResolver, KubeConfig, KubeReader, default_namespace, kube_config
-from katib_metrics.injector.server import WebhookApp, WebhookServer, start_in_thread
+from katib_metrics.injector.server import MAX_BODY, Limits, WebhookApp, WebhookServer, start_in_thread
 from katib_metrics.injector.settings import BootstrapSettings, ServeSettings, split_host_port
 from katib_metrics.injector.sidecar import SidecarOptions
 
@@ -50,9 +50,39 @@ def add_serve_parser(commands: Any, add_sidecar_options: Callable[[argparse.Argu
                        help="also serve /metrics, /healthz and /readyz over plain HTTP here")
     serve.add_argument("--api-timeout", type=float, default=5.0, metavar="SECONDS",
                        help="timeout of each Kubernetes API read (default %(default)s)")
+    _add_limit_options(serve)
     _add_registry_options(serve)
     _add_bootstrap_options(serve)
     add_sidecar_options(serve)
+
+
+_DEFAULTS = Limits()
+
+
+def _add_limit_options(serve: argparse.ArgumentParser) -> None:
+    group = serve.add_argument_group(
+        "client limits", "Any pod can connect to the webhook: connections, request time and request bodies held in "
+        "memory are bounded, so stalled or slow clients cannot exhaust it. When all connections are taken, a new "
+        "one evicts the oldest idle or unfinished one.")
+    group.add_argument("--max-connections", type=int, default=_DEFAULTS.max_connections, metavar="N",
+                       help="connections (and threads) per listener (default %(default)s)")
+    group.add_argument("--request-timeout", type=float, default=_DEFAULTS.request_timeout, metavar="SECONDS",
+                       help="time for one whole request, headers and body (default %(default)s)")
+    group.add_argument("--body-budget", type=int, default=_DEFAULTS.body_budget >> 20, metavar="MIB",
+                       help="request-body bytes held in memory by all connections together, in MiB "
+                            "(default %(default)s; keep it well below the container's memory limit)")
+
+
+def limits_from(args: argparse.Namespace) -> Limits:
+    if args.max_connections < 1:
+        raise ConfigError(f"--max-connections must be at least 1, got {args.max_connections}")
+    if not args.request_timeout > 0:
+        raise ConfigError(f"--request-timeout must be positive, got {args.request_timeout}")
+    if args.body_budget < MAX_BODY >> 20:
+        raise ConfigError(f"--body-budget must be at least {MAX_BODY >> 20} MiB (one largest review), "
+                          f"got {args.body_budget}")
+    return Limits(max_connections=args.max_connections, request_timeout=args.request_timeout,
+                  body_budget=args.body_budget << 20)
 
 
 def _add_registry_options(serve: argparse.ArgumentParser) -> None:
@@ -161,15 +191,16 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> ServeSett
 
 
 def build_servers(settings: ServeSettings, resolver: ApiResolver, options: SidecarOptions,
-                  metrics: InjectorMetrics | None = None, ready: bool = True) -> list[WebhookServer]:
+                  metrics: InjectorMetrics | None = None, ready: bool = True,
+                  limits: Limits | None = None) -> list[WebhookServer]:
     metrics = metrics or InjectorMetrics()
     app = WebhookApp(AdmissionHandler(resolver, options), metrics)
     reloader = CertificateReloader(
         settings.tls_cert_file, settings.tls_key_file, interval=settings.cert_check_interval,
         on_load=lambda ok: metrics.cert_reloads.labels(result="success" if ok else "failure").inc())
-    servers = [WebhookServer(settings.listen, app, reloader)]
+    servers = [WebhookServer(settings.listen, app, reloader, limits=limits)]
     if settings.metrics_listen is not None:
-        servers.append(WebhookServer(settings.metrics_listen, app, None, webhook=False))
+        servers.append(WebhookServer(settings.metrics_listen, app, None, webhook=False, limits=limits))
     if ready:
         app.ready.set()
         metrics.ready.set(1)
@@ -195,6 +226,7 @@ def _keeper(settings: ServeSettings, reader: KubeReader, config: KubeConfig,
 def run_serve(args: argparse.Namespace, env: Mapping[str, str], options: SidecarOptions,
               static_config: KatibConfig | None) -> int:
     settings = settings_from(args, env)
+    limits = limits_from(args)
     images = registry_client(args)
     config = kube_config(settings.kubeconfig, env)
     reader = KubeReader.connect(config, settings.api_timeout)
@@ -203,7 +235,7 @@ def run_serve(args: argparse.Namespace, env: Mapping[str, str], options: Sidecar
     if settings.bootstrap is not None:
         write_placeholder(settings.bootstrap.cert_dir)  # served, never trusted, until the real one is made
     metrics = InjectorMetrics()
-    servers = build_servers(settings, resolver, options, metrics, ready=settings.bootstrap is None)
+    servers = build_servers(settings, resolver, options, metrics, ready=settings.bootstrap is None, limits=limits)
     keeper = _keeper(settings, reader, config, servers[0].app, metrics)
     stop = threading.Event()
     # Start-up objects (modules, clients, config, certificates) live as long as the process: frozen, they are

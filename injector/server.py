@@ -1,12 +1,14 @@
 """The HTTPS webhook: `/mutate-pod` (AdmissionReview v1), `/healthz`, `/readyz`, `/metrics`; decode, call, encode.
 
-A thread per connection, HTTP/1.1 keep-alive (`injector.httpwire`), TLS 1.2+ from a `CertificateReloader` (each
-new connection gets the current certificate, so a rotated Secret is served without a restart). The same app
+A thread per connection, bounded with deadlines and a body budget (`injector.connections`), HTTP/1.1 keep-alive
+(`injector.httpwire`), TLS 1.2+ from a `CertificateReloader` (each new connection gets the current certificate,
+so a rotated Secret is served without a restart). The same app
 answers on the plain-HTTP metrics listener, except `/mutate-pod`.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import socket
@@ -19,14 +21,19 @@ from typing import Any
 
 from katib_metrics.injector.admission import AdmissionHandler, Answer
 from katib_metrics.injector.certs import CertificateReloader
+from katib_metrics.injector.connections import ConnectionTable, Limits, Reaper, Slot, SlotReader
 from katib_metrics.injector.httpwire import HttpError, Request, read_request, response_bytes
 from katib_metrics.injector.metrics import InjectorMetrics
 from katib_metrics.injector.review import InvalidReview, denied, invalid
 
-__all__ = ["MAX_BODY", "WebhookApp", "WebhookServer", "start_in_thread"]
+__all__ = ["MAX_BODY", "Limits", "WebhookApp", "WebhookServer", "start_in_thread"]
 
 log = logging.getLogger(__name__)
-MAX_BODY = 8 * 1024 * 1024
+# The largest AdmissionReview the webhook reads. The API server takes request bodies up to 3 MiB and etcd
+# stores objects up to 1.5 MiB (protobuf), so no pod that can exist yields a larger review; a big real Trial
+# pod's review measures about 12 KiB (tests/injector/test_limits.py), a pod at 256 KiB of annotations (their
+# limit) and 2,000 env vars about 400 KiB.
+MAX_BODY = 4 * 1024 * 1024
 WEBHOOK_PATH = "/mutate-pod"
 
 
@@ -61,43 +68,78 @@ TEXT = "text/plain; charset=utf-8"
 _METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-class _Connection(socketserver.StreamRequestHandler):
-    """One client connection: requests answered in order until the client closes it or asks to."""
+class WebhookServer(socketserver.TCPServer):
+    """A thread per connection, within `Limits` (`injector.connections`); TLS when given a reloader."""
 
-    server: WebhookServer
-    timeout = 60  # idle keep-alive connections and stalled handshakes do not hold a thread forever
-
-    def handle(self) -> None:
-        send = self.connection.sendall
-        while True:
-            try:
-                request = read_request(self.rfile, send, MAX_BODY)
-            except HttpError as err:
-                send(self.server.refuse(err))
-                return
-            if request is None:
-                return
-            close = not request.keep_alive
-            send(self.server.respond(request, close))
-            if close:
-                return
-
-
-class WebhookServer(socketserver.ThreadingTCPServer):
-    """Thread per connection (the API server keeps a few alive and reuses them), TLS when given a reloader."""
-
-    daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], app: WebhookApp, reloader: CertificateReloader | None,
-                 webhook: bool = True) -> None:
+                 webhook: bool = True, limits: Limits | None = None) -> None:
         self.app = app
         self.reloader = reloader
         self.webhook = webhook
+        self.table = ConnectionTable(limits or Limits())
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
-        super().__init__(address, _Connection)
+        super().__init__(address, socketserver.BaseRequestHandler)
+        self._reaper = Reaper(self.table, f"webhook-reaper-{self.port}")
+        self._reaper.start()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        slot = self.table.admit(request)
+        if slot is None:  # every connection is answering a request: the new one waits for none of them
+            log.warning("refused a connection from %s: all %d connections are busy", client_address,
+                        self.table.limits.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            threading.Thread(target=self._connection, args=(request, client_address, slot), daemon=True,
+                             name=f"webhook-conn-{slot.order}").start()
+        except RuntimeError:  # no thread could be started: the connection is dropped, not the server
+            log.warning("refused a connection from %s: cannot start a thread", client_address)
+            self.table.release(slot)
+            self.shutdown_request(request)
+
+    def _connection(self, sock: socket.socket, client_address: Any, slot: Slot) -> None:
+        limits = self.table.limits
+        try:
+            # A backstop only: the reaper closes a connection at its request or idle deadline.
+            sock.settimeout(max(limits.request_timeout, limits.idle_timeout) + 5)
+            self._serve(sock, slot)
+        except OSError:  # resets, TLS failures, and connections we closed ourselves
+            log.debug("connection from %s ended (%s)", client_address, slot.dropped or "error", exc_info=True)
+        finally:
+            self.table.release(slot)
+            self.shutdown_request(sock)
+
+    def _serve(self, sock: socket.socket, slot: Slot) -> None:
+        """Requests answered in order until the client closes the connection or asks to, or it is dropped."""
+        table, send = self.table, sock.sendall
+        rfile = io.BufferedReader(SlotReader(sock, table, slot), 16384)
+
+        def take(size: int) -> None:
+            if not table.take(slot, size):
+                raise HttpError(503, "the webhook holds as many request bodies as it may; retry")
+
+        while True:
+            try:
+                request = read_request(rfile, send, MAX_BODY, take)
+            except HttpError as err:
+                if not slot.dropped:
+                    table.writing(slot)
+                    send(self.refuse(err))
+                return
+            if request is None or slot.dropped:  # a request cut short by its deadline is not answered
+                return
+            close = not request.keep_alive
+            table.busy(slot)
+            response = self.respond(request, close)
+            table.writing(slot)
+            send(response)
+            if close:
+                return
+            table.idle(slot)
 
     def refuse(self, error: HttpError) -> bytes:
         """The answer to an unreadable request, then the connection closes. A webhook call still gets an
@@ -143,6 +185,10 @@ class WebhookServer(socketserver.ThreadingTCPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         log.debug("connection from %s ended with an error", client_address, exc_info=True)
+
+    def server_close(self) -> None:
+        self._reaper.stopped.set()
+        super().server_close()
 
     @property
     def port(self) -> int:

@@ -75,11 +75,32 @@ def test_closed_connection_between_requests_is_none() -> None:
     (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n400\r\n" + b"x" * 1024 + b"\r\n0\r\n\r\n", 413),
     (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 431),
     (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * (MAX_HEADERS + 1) + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\n" + (b"X: " + b"y" * 30000 + b"\r\n") * 3 + b"\r\n", 431),  # all lines together
 ])
 def test_malformed_requests_name_the_problem(raw: bytes, status: int) -> None:
     with pytest.raises(HttpError) as caught:
         read(raw)
     assert caught.value.status == status and str(caught.value)
+
+
+def test_body_bytes_are_counted_as_they_arrive_and_a_refusal_stops_the_read() -> None:
+    counted: list[int] = []
+    body = b"x" * 200_000
+    raw = b"POST /mutate-pod HTTP/1.1\r\nContent-Length: 200000\r\n\r\n" + body
+    request = read_request(io.BufferedReader(io.BytesIO(raw), 8192), lambda _: None, 1 << 20, counted.append)
+    assert request is not None and request.body == body
+    assert sum(counted) == len(body) and max(counted) <= 65536  # in pieces, never the announced length at once
+
+    def refuse(size: int) -> None:
+        raise HttpError(503, "no budget")
+
+    with pytest.raises(HttpError, match="no budget"):
+        read_request(io.BytesIO(raw), lambda _: None, 1 << 20, refuse)
+    announced = b"POST /mutate-pod HTTP/1.1\r\nContent-Length: 900000\r\n\r\n" + b"x" * 10
+    counted.clear()
+    with pytest.raises(HttpError, match="closed after 10 of 900000"):
+        read_request(io.BytesIO(announced), lambda _: None, 1 << 20, counted.append)
+    assert counted == [10]  # a client that announces much but sends little costs what it sent
 
 
 def test_response_is_one_block_with_date_and_length() -> None:
