@@ -54,6 +54,16 @@ SCENARIOS: dict[str, dict[str, Any]] = {
         "podMonitor": {"enabled": True},
         "image": {"digest": "sha256:" + "a" * 64},
     },
+    "network-policy-open": {"networkPolicy": {"enabled": True}},
+    "network-policy": {
+        "networkPolicy": {
+            "enabled": True,
+            "webhookFrom": [{"ipBlock": {"cidr": "10.0.0.0/24"}}],
+            "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+            "egress": {"extraRules": [{"to": [{"ipBlock": {"cidr": "10.1.2.3/32"}}],
+                                       "ports": [{"port": 5000, "protocol": "TCP"}]}]},
+        },
+    },
 }
 
 
@@ -559,6 +569,9 @@ INVALID: list[tuple[list[str], str]] = [
     (["service.port=70000"], "/service/port"),
     (["sidecar.metricsPort=-1"], "/sidecar/metricsPort"),
     (["webhhook.failurePolicy=Fail"], "webhhook"),
+    (["networkPolicy.egress.exceptCIDRs={169.254.169.254}"], "/networkPolicy/egress/exceptCIDRs/0"),
+    (["networkPolicy.egress.ports={0}"], "/networkPolicy/egress/ports/0"),
+    (["networkPolicy.webhookFrom=10.0.0.0/8"], "/networkPolicy/webhookFrom"),
 ]
 
 
@@ -604,3 +617,44 @@ def test_sidecar_pod_monitor_needs_a_metrics_port(helm: Helm) -> None:
     args = helm.template_args(None, OLDEST, "--set", "sidecarPodMonitor.enabled=true")
     result = helm.run(*args, check=False)
     assert result.returncode != 0 and "needs sidecar.metricsPort > 0" in result.stderr
+
+
+# --- the network policy ---------------------------------------------------------------------------------------
+
+
+def test_no_network_policy_by_default(rendered: dict[str, list[Manifest]]) -> None:
+    assert not by_kind(rendered["default"], "NetworkPolicy")
+
+
+def _port_rule(rules: list[Manifest], port: str) -> Manifest:
+    return next(rule for rule in rules if [p["port"] for p in rule["ports"]] == [port])
+
+
+def test_network_policy_limits_callers_and_keeps_egress_off_metadata(rendered: dict[str, list[Manifest]]) -> None:
+    objects = rendered["network-policy"]
+    policy = one(objects, "NetworkPolicy")["spec"]
+    deployment = one(objects, "Deployment")
+    assert policy["podSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    ports = {p["name"] for p in injector_container(objects)["ports"]}
+    assert {"webhook", "metrics"} <= ports  # the named ports the policy opens exist
+    webhook_from = _port_rule(policy["ingress"], "webhook")["from"]
+    assert webhook_from[0] == {"ipBlock": {"cidr": "10.0.0.0/24"}}
+    test_pod = by_kind(objects, "Pod", hooks=True)[0]
+    selector = webhook_from[1]["podSelector"]["matchLabels"]
+    assert selector.items() <= test_pod["metadata"]["labels"].items()  # `helm test` still reaches the webhook
+    assert _port_rule(policy["ingress"], "metrics")["from"][0]["namespaceSelector"]
+    dns, api, extra = policy["egress"]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    assert [p["port"] for p in api["ports"]] == [443, 6443]
+    v4, v6 = (peer["ipBlock"] for peer in api["to"])
+    assert v4["cidr"] == "0.0.0.0/0" and {"169.254.0.0/16", "127.0.0.0/8"} <= set(v4["except"])
+    assert v6["cidr"] == "::/0" and "fe80::/10" in v6["except"]
+    assert extra["ports"] == [{"port": 5000, "protocol": "TCP"}]
+
+
+def test_network_policy_without_peers_leaves_the_webhook_open_and_metrics_closed(
+        rendered: dict[str, list[Manifest]]) -> None:
+    policy = one(rendered["network-policy-open"], "NetworkPolicy")["spec"]
+    assert policy["ingress"] == [{"ports": [{"port": "webhook", "protocol": "TCP"}]}]  # no `from`: any source
+    assert len(policy["egress"]) == 2
