@@ -210,7 +210,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
         write_results(store, options.trial, options.output, summary, diagnosis=why.to_json())
         print_explanation(why, "katib-metrics run", sys.stderr)
         store.close()
-    stored = f"trial {options.trial}: {plural(delivery.rows, 'row')} stored in {where}\n"
+    stored = f"trial {options.trial}: {plural(delivery.rows + pushed.count, 'row')} stored in {where}\n"
     (sys.stderr if options.output == "json" else summary).write(stored)
     if early is not None and (stopped := early.summary()) is not None:
         early.finish()

@@ -47,6 +47,7 @@ def test_a_push_mode_script_runs_unchanged_and_its_values_land_in_the_local_tria
     assert rows["accuracy"] == ["max", "0.7", "0.5", "0.7", "0.7", "3"]  # not `unavailable`: it was pushed
     assert rows["loss"][-1] == "300"
     assert "objective accuracy = 0.7" in done.stdout
+    assert f"trial push-1: 303 rows stored in {db}" in done.stdout
     server = serve("127.0.0.1:0", db)
     try:
         stored = get_observation_log(server.address, "push-1")
