@@ -11,6 +11,7 @@ from katib_metrics import version
 # Subcommand → (module, function). Imported lazily so `parse` never pays for gRPC or YAML.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "parse": ("katib_metrics.parsers.cli", "main", "parse a metrics log, JSON lines or event directory and print the metrics"),
+    "check": ("katib_metrics.parsers.check_cli", "main", "will a Katib Experiment collect its objective? (from a log)"),
     "collect": ("katib_metrics.collector.cli", "collect_main", "the sidecar: Katib's collector flags, reports over gRPC"),
     "run": ("katib_metrics.collector.cli", "run_main", "run a training command locally and collect its metrics"),
     "trials": ("katib_metrics.collector.trials_cli", "main", "the trials of the local store, best objective first"),

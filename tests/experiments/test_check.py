@@ -1,0 +1,160 @@
+"""`check`: Katib's validation rules one by one, each pitfall, the group scanner, and the command's exits."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from katib_metrics.parsers.check_pitfalls import capture_groups, pitfalls
+from katib_metrics.parsers.check_rules import katib_errors
+from katib_metrics.parsers.experiment import experiment_from_object
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "experiments" / "random.yaml").read_text())
+
+
+def variant(**spec: Any) -> dict[str, Any]:
+    obj = copy.deepcopy(BASE)
+    obj["spec"].update(spec)
+    return obj
+
+
+def container(obj: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = obj["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+    return found
+
+
+def codes(obj: dict[str, Any]) -> list[str]:
+    return [f.code for f in pitfalls(experiment_from_object(obj))]
+
+
+def errors(obj: dict[str, Any]) -> list[str]:
+    return [f"{f.field}: {f.message}" for f in katib_errors(experiment_from_object(obj))]
+
+
+def test_the_seeds_are_clean() -> None:
+    for name in ("random.yaml", "pytorchjob-mnist.yaml"):
+        exp = experiment_from_object(yaml.safe_load((ROOT / "examples" / "experiments" / name).read_text()))
+        assert katib_errors(exp) == [] and pitfalls(exp) == []
+
+
+@pytest.mark.parametrize(("collector", "expected"), [
+    ({"collector": {"kind": "Nope"}}, "collector.kind: invalid metrics collector kind 'Nope'"),
+    ({"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "rel.log"}}}, "an absolute file path"),
+    ({"collector": {"kind": "File"}, "source": {"fileSystemPath": {"path": "/a.log", "format": "XML"}}},
+     "format: must be TEXT or JSON, not 'XML'"),
+    ({"collector": {"kind": "TensorFlowEvent"}, "source": {"fileSystemPath": {"path": "/tb", "format": "TEXT"}}},
+     "format: must be empty for TensorFlowEvent"),
+    ({"collector": {"kind": "TensorFlowEvent"}, "source": {"fileSystemPath": {"path": "/tb", "kind": "File"}}},
+     "an absolute directory path with kind Directory"),
+    ({"collector": {"kind": "PrometheusMetric"}, "source": {"httpGet": {"port": -1, "path": "metrics"}}},
+     "httpGet.port: must be a positive integer"),
+    ({"collector": {"kind": "Custom"}}, "customCollector: is required for kind Custom"),
+    ({"source": {"filter": {"metricsFormat": ["(a)(b"]}}}, "invalid filter '(a)(b'"),
+    ({"source": {"filter": {"metricsFormat": [r"(\w+)=(?P=x)"]}}}, "not supported by RE2"),
+    ({"source": {"filter": {"metricsFormat": [r"\w+=(\d+)"]}}}, "two top subexpressions are required"),
+])
+def test_collector_rules(collector: dict[str, Any], expected: str) -> None:
+    found = errors(variant(metricsCollectorSpec=collector))
+    assert any(expected in line for line in found), found
+
+
+def test_objective_and_template_rules() -> None:
+    obj = variant(objective={"type": "best", "objectiveMetricName": "a", "additionalMetricNames": ["a"]})
+    assert errors(obj) == ["spec.objective.type: must be minimize or maximize, not 'best'",
+                           "spec.objective.additionalMetricNames: should not contain "
+                           "spec.objective.objectiveMetricName (a)"]
+    obj = variant()
+    obj["spec"]["trialTemplate"]["trialParameters"].append({"name": "unused", "reference": "lr2"})
+    container(obj)["command"].append("--seed=${trialParameters.seed}")
+    found = errors(obj)
+    assert "spec.trialTemplate.trialParameters[3].reference: 'lr2' does not exist in spec.parameters " \
+           "(lr, num-layers, optimizer)" in found
+    assert any("'unused' is not used in the trial template" in line for line in found)
+    assert "spec.trialTemplate: ${trialParameters.seed} in the template are not in trialParameters" in found
+    argo = variant()
+    argo["spec"]["trialTemplate"]["trialSpec"] = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow",
+                                                  "spec": {"x": "${trialParameters.learningRate}"}}
+    assert any("successCondition and failureCondition must be specified for kind Workflow" in line
+               for line in errors(argo))
+
+
+def test_pitfalls_each_code() -> None:
+    obj = variant(metricsCollectorSpec={"collector": {"kind": "File"},
+                                        "source": {"fileSystemPath": {"path": "/opt/mxnet-mnist/metrics.log"}}})
+    assert codes(obj) == ["metrics_volume_hides_files"]  # the emptyDir at /opt/mxnet-mnist hides mnist.py
+    container(obj)["volumeMounts"] = [{"name": "data", "mountPath": "/opt/mxnet-mnist"}]
+    assert "metrics_volume_conflict" in codes(obj)
+    stdout_path = variant(metricsCollectorSpec={"source": {"fileSystemPath": {"path": "/x/m.log"}}})
+    assert codes(stdout_path) == ["source_ignored"]
+    prom = variant(metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"}})
+    assert codes(prom) == ["prometheus_no_katib_image"]
+    semi = variant(objective={"type": "maximize", "objectiveMetricName": "a;b"})
+    assert "metric_name_semicolon" in codes(semi)
+    strategy = variant()
+    strategy["spec"]["objective"]["metricStrategies"] = [{"name": "Train-accuracy", "value": "best"}]
+    assert codes(strategy) == ["strategy_bad_value"]
+    one_group = variant(metricsCollectorSpec={"source": {"filter": {"metricsFormat": [r"(?:\w+)=(\d+)\(x\)"]}}})
+    assert "filter_groups" in codes(one_group)
+
+
+def test_a_name_group_that_captures_the_name_gives_no_warning() -> None:
+    obj = variant(metricsCollectorSpec={"source": {"filter": {"metricsFormat": [r"([\w/-]+)=(\S+)"]}}},
+                  objective={"type": "maximize", "objectiveMetricName": "val/acc"})
+    assert codes(obj) == []
+    obj["spec"]["metricsCollectorSpec"]["source"]["filter"]["metricsFormat"] = [r"(\w+)=(\S+)"]
+    blocking = [f for f in pitfalls(experiment_from_object(obj)) if f.blocks_objective]
+    assert [f.code for f in blocking] == ["name_never_captured"]
+
+
+_BODY = st.from_regex(r"[abc.]([abc-]|\\d|\[\)\]|\\\)){0,5}[+*?]?", fullmatch=True)
+
+
+@given(bodies=st.lists(_BODY, min_size=1, max_size=4), seps=st.lists(st.sampled_from(["=", ":", r"\(", "[(]", "x"]),
+                                                                    min_size=4, max_size=4))
+def test_capture_groups_finds_each_group_in_go_order(bodies: list[str], seps: list[str]) -> None:
+    pattern = "".join(f"{sep}({body})" for sep, body in zip(seps, bodies, strict=False))
+    nested = f"(?:{pattern})" + "(outer(inner))"
+    assert capture_groups(nested) == [*bodies, "outer(inner)", "inner"]
+    assert len(capture_groups(nested)) == re.compile(nested.replace(r"\d", "d")).groups
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "katib_metrics", "check", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_usage_errors_exit_2_with_one_line(tmp_path: Path) -> None:
+    push = tmp_path / "push.yaml"
+    push.write_text(yaml.safe_dump(variant(metricsCollectorSpec={"collector": {"kind": "Push"}})))
+    log = tmp_path / "train.log"
+    log.write_text("loss=1\n")
+    for args, message in [((str(push), str(log)), "collector.kind Push: the training reports its metrics itself"),
+                          ((str(push),), None),
+                          ((str(tmp_path / "none.yaml"),), "none.yaml: cannot read the Experiment file"),
+                          (("examples/experiments/random.yaml", str(tmp_path / "missing.log")),
+                           "missing.log: no such file or directory"),
+                          (("examples/experiments/random.yaml", str(tmp_path)), "reads a file")]:
+        done = cli(*args)
+        if message is None:
+            assert done.returncode == 0 and "kind Push collects in its own way" in done.stdout
+            continue
+        assert done.returncode == 2, done
+        assert message in done.stderr.splitlines()[-1] and "Traceback" not in done.stderr
+
+
+def test_json_output_is_one_object_with_the_verdict() -> None:
+    done = cli("examples/experiments/random.yaml", "--output", "json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["ok"] is True and report["errors"] == [] and report["log"] is None
+    assert report["collector"]["sidecar_args"][:2] == ["-m", "Validation-accuracy;Train-accuracy"]
+    assert [m["name"] for m in report["metrics"]] == ["Validation-accuracy", "Train-accuracy"]
