@@ -158,3 +158,40 @@ def test_json_output_is_one_object_with_the_verdict() -> None:
     assert done.returncode == 0 and report["ok"] is True and report["errors"] == [] and report["log"] is None
     assert report["collector"]["sidecar_args"][:2] == ["-m", "Validation-accuracy;Train-accuracy"]
     assert [m["name"] for m in report["metrics"]] == ["Validation-accuracy", "Train-accuracy"]
+
+
+def _experiment_file(tmp_path: Path, collector: dict[str, Any], objective: dict[str, Any]) -> Path:
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(variant(metricsCollectorSpec=collector, objective=objective)))
+    return path
+
+
+def test_event_directory_log_with_a_tensorflow_event_experiment(tmp_path: Path) -> None:
+    tensorboardx = pytest.importorskip("tensorboardX")
+    logdir = tmp_path / "tb"
+    writer = tensorboardx.SummaryWriter(str(logdir / "validation"))
+    for step, value in enumerate((0.5, 0.75, 0.875)):
+        writer.add_scalar("accuracy", value, step)
+    writer.close()
+    exp = _experiment_file(tmp_path, {"collector": {"kind": "TensorFlowEvent"},
+                                      "source": {"fileSystemPath": {"path": "/logs/tb", "kind": "Directory"}}},
+                           {"type": "maximize", "objectiveMetricName": "validation/accuracy",
+                            "additionalMetricNames": ["train/accuracy"]})
+    done = cli(str(exp), str(logdir), "--output", "json")
+    report = json.loads(done.stdout)
+    assert done.returncode == 0 and report["ok"], done.stdout
+    metrics = {m["name"]: m for m in report["log"]["observation"]["metrics"]}
+    assert metrics["validation/accuracy"]["max"] == "0.875"
+    assert metrics["train/accuracy"]["latest"] == "unavailable"
+    assert [d["metric"] for d in report["diagnosis"]] == ["train/accuracy"]
+
+
+def test_exposition_log_with_a_prometheus_experiment(tmp_path: Path) -> None:
+    exposition = tmp_path / "metrics.txt"
+    exposition.write_text("# TYPE loss gauge\nloss 0.25\n# TYPE accuracy gauge\naccuracy{split=\"val\"} 0.9\n")
+    exp = _experiment_file(tmp_path, {"collector": {"kind": "PrometheusMetric"}},
+                           {"type": "minimize", "objectiveMetricName": "loss", "additionalMetricNames": ["accuracy"]})
+    done = cli(str(exp), str(exposition))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "warning: spec.metricsCollectorSpec.collector.kind: Katib ships no PrometheusMetric collector" in done.stdout
+    assert "OK: the objective loss would be collected: 0.25 by min (1 value)" in done.stdout
