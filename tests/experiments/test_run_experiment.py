@@ -129,3 +129,42 @@ def test_parse_takes_the_experiment_and_flags_win(tmp_path: Path) -> None:
     assert [(m["name"], m["strategy"]) for m in metrics] == [("Train-accuracy", "min")]
     bad = cli("parse", "--experiment", str(tmp_path / "nothing.yaml"), str(log))
     assert bad.returncode == 2 and "nothing.yaml: cannot read the Experiment file" in bad.stderr
+
+
+def test_a_trial_runs_its_run_spec_as_is(tmp_path: Path) -> None:
+    # A Trial made by Katib's experiment controller: runSpec is already substituted, no --param needed.
+    trial = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial",
+             "metadata": {"name": "random-abc12", "namespace": "kubeflow"},
+             "spec": {"objective": {"type": "maximize", "objectiveMetricName": "Validation-accuracy",
+                                    "additionalMetricNames": ["Train-accuracy"]},
+                      "metricsCollector": {"collector": {"kind": "StdOut"}},
+                      "primaryContainerName": "training-container",
+                      "runSpec": {"apiVersion": "batch/v1", "kind": "Job",
+                                  "spec": {"template": {"spec": {"containers": [{
+                                      "name": "training-container", "image": "i",
+                                      "command": [sys.executable, MXNET, "--num-epochs=2", "--lr=0.03"],
+                                      "env": [{"name": "TRIAL_SEED", "value": "7"}]}]}}}}}}
+    path = tmp_path / "trial.json"
+    path.write_text(json.dumps(trial))
+    done = cli("run", "--db", str(tmp_path / "k.db"), "--experiment", str(path), "--output", "json")
+    assert done.returncode == 0, done.stderr
+    assert "lr=0.03" in done.stderr
+    observed = {m["name"]: m["count"] if "count" in m else m["latest"] for m in
+                json.loads(done.stdout)["observation"]["metrics"]}
+    assert set(observed) == {"Validation-accuracy", "Train-accuracy"}
+    assert all(value != "unavailable" for value in observed.values())
+
+
+def test_the_containers_env_reaches_the_command(tmp_path: Path) -> None:
+    job = {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {"containers": [{
+        "name": "main", "image": "i", "env": [{"name": "SCORE", "value": "${trialParameters.score}"}],
+        "command": [sys.executable, "-c", "import os; print('Validation-accuracy=' + os.environ['SCORE'])"]}]}}}}
+    experiment = yaml.safe_load((SEEDS / "random.yaml").read_text())
+    experiment["spec"]["trialTemplate"].update(trialSpec=job, primaryContainerName="main",
+                                               trialParameters=[{"name": "score", "reference": "lr"}])
+    path = tmp_path / "env.yaml"
+    path.write_text(yaml.safe_dump(experiment))
+    done = cli("run", "--db", str(tmp_path / "k.db"), "--experiment", str(path), "--param", "lr=0.625",
+               "--output", "json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["observation"]["metrics"][0]["latest"] == "0.625"
