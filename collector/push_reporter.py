@@ -3,8 +3,8 @@
 Values are checked and stamped when `report()` is called, sent in requests of at most 5,000 rows, retried
 through db-manager outages for as long as the process runs, and flushed by `close()`: at the end of a
 `with` block, or at interpreter exit. Nothing is dropped silently: a value that could not be stored by
-then is named on stderr (how many rows, which metrics, why). A full queue (`max_queued_rows`) makes
-`report()` wait, up to `timeout`, rather than grow without bound.
+then is named on stderr (how many rows, which metrics, why). A full queue (`max_queued_rows`, 100,000 values:
+about 25 MiB) makes `report()` wait, up to `timeout`, and then raise, rather than grow without bound.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class MetricsReporter:
     """
 
     def __init__(self, db_manager_address: str = DEFAULT_DB_MANAGER_ADDRESS, *, timeout: float = 120.0,
-                 exit_timeout: float = 120.0, max_queued_rows: int = 1_000_000,
+                 exit_timeout: float = 120.0, max_queued_rows: int = 100_000,
                  batch_rows: int = MAX_ROWS_PER_REQUEST) -> None:
         if not 1 <= batch_rows <= MAX_ROWS_PER_REQUEST:
             raise ValueError(f"batch_rows must be between 1 and {MAX_ROWS_PER_REQUEST}, got {batch_rows}")

@@ -185,3 +185,27 @@ def test_waiting_on_the_reporter_works(trial_env: str) -> None:
         with MetricsReporter(address) as reporter:
             reporter.report({"loss": 1})
             wait_until(reporter, lambda: reporter.stored == 1)
+
+
+MEMORY_SCRIPT = textwrap.dedent("""
+    import resource, sys
+    from katib_metrics import MetricsReporter
+    reporter = MetricsReporter(sys.argv[1], timeout=0.5, exit_timeout=0.5)
+    try:
+        for step in range(1_000_000):
+            reporter.report({"loss": step / 1e6})
+    except RuntimeError as err:
+        print(step, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, "values queued before:", err)
+""")
+
+
+def test_an_unreachable_db_manager_bounds_the_queue_and_its_memory(tmp_path: Path) -> None:
+    script = tmp_path / "flood.py"
+    script.write_text(MEMORY_SCRIPT)
+    result = subprocess.run([sys.executable, str(script), f"127.0.0.1:{free_port()}"], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "KATIB_TRIAL_NAME": "flood"})
+    assert result.returncode == 0, result.stderr
+    queued, peak_mib = map(int, result.stdout.split()[:2])
+    assert 100_000 <= queued <= 105_000 and "still waiting for the db-manager" in result.stdout
+    assert f"{queued} metric values of trial flood (loss) were NOT reported" in result.stderr
+    assert peak_mib < 100, f"peak RSS {peak_mib} MiB with 100,000 values queued (about 60 measured)"
