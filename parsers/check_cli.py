@@ -188,7 +188,17 @@ def main(argv: list[str], prog: str = "katib-metrics check") -> int:
         "warnings": [f.to_dict() for f in findings if f.severity == "warning"],
         "log": None, "diagnosis": [],
     }
-    log_result = _check_log(parser, exp, args.log, report) if args.log else None
+    log_result = None
+    if args.log:
+        rejected = any(f.severity == "error" for f in findings)
+        try:
+            exp.spec()
+        except SpecError as err:
+            if not rejected:  # Push, Custom: nothing to collect from a log
+                parser.error(f"cannot collect from {args.log}: {err}")
+            report["_text"] = [f"log: {args.log}: not collected: {err}"]
+        else:
+            log_result = _check_log(parser, exp, args.log, report)
     ok, verdict = _verdict(findings, exp, log_result)
     text = report.pop("_text", [])
     report.update(ok=ok, verdict=verdict)

@@ -5,7 +5,8 @@ Each is a warning `Finding` with a stable `code`: a metric name no filter's name
 (`value_cut_short`), a `;` inside a metricsFormat (`filter_semicolon`), a filter with fewer than two
 capture groups (`filter_groups`), a one-string command (`single_string_command`), a primary container
 not in the template (`primary_container_missing`), strategies for unknown metrics or with unknown values
-(`strategy_unknown_metric`, `strategy_bad_value`), metrics paths the sidecar cannot share
+(`strategy_unknown_metric`, `strategy_bad_value`), an additional metric whose defaulted strategy looks
+like the wrong direction (`strategy_defaulted_direction`), metrics paths the sidecar cannot share
 (`metrics_path_outside`, `metrics_volume_hides_files`, `metrics_volume_conflict`), a source ignored for
 StdOut (`source_ignored`), and PrometheusMetric without a Katib image (`prometheus_no_katib_image`).
 """
@@ -26,6 +27,8 @@ from katib_metrics.parsers.trialtemplate import find_primary_container
 __all__ = ["capture_groups", "pitfalls"]
 
 _STRATEGIES = ("min", "max", "latest")
+_LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|perplexity|latency", re.I)
+_HIGHER_IS_BETTER = re.compile(r"acc|auc|f1|precision|recall|map\b|bleu|rouge|reward", re.I)
 _TWO_PARENS = re.compile(r".*\(.*\).*\(.*\).*", re.S)  # what Katib's validator accepts as "two groups"
 _PATH_FLAG = re.compile(r"(log|metric|event|summar|output|tensorboard|dir|path)", re.I)
 
@@ -116,6 +119,15 @@ def _filter_findings(exp: Experiment) -> Iterator[Finding]:
 
 
 def _strategy_findings(exp: Experiment) -> Iterator[Finding]:
+    explicit = {name for name, _ in exp.explicit_strategies}
+    opposite = {"maximize": (_LOWER_IS_BETTER, "max"), "minimize": (_HIGHER_IS_BETTER, "min")}
+    hint, given = opposite.get(exp.objective_type, (None, ""))
+    for name in exp.additional_metrics:
+        if hint is not None and name not in explicit and hint.search(name):
+            yield Finding("warning", "spec.objective.metricStrategies", f"{name!r} gets strategy {given} from "
+                          f"Katib's defaulter (every metric follows the objective's {exp.objective_type}), which "
+                          f"looks like the wrong direction for it: add {{name: {name}, value: ...}}",
+                          "strategy_defaulted_direction")
     for index, (name, value) in enumerate(exp.explicit_strategies):
         field = f"spec.objective.metricStrategies[{index}]"
         if name not in exp.metric_names:
