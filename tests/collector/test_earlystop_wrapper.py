@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +24,9 @@ from katib_metrics.parsers.model import MetricLog, ObjectiveType
 from tests.collector.grpc_doubles import RecordingEarlyStopping, start_server
 
 
-def until(condition: object, timeout: float, what: str) -> None:
+def until(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} did not happen within {timeout}s")
         time.sleep(0.02)
