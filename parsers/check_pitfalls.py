@@ -22,7 +22,7 @@ from katib_metrics.parsers.check_rules import Finding
 from katib_metrics.parsers.experiment import Collector, Experiment
 from katib_metrics.parsers.filters import translate_re2
 from katib_metrics.parsers.model import DEFAULT_FILTER
-from katib_metrics.parsers.trialtemplate import find_primary_container
+from katib_metrics.parsers.trialtemplate import as_list, find_primary_container
 
 __all__ = ["capture_groups", "pitfalls"]
 
@@ -138,8 +138,8 @@ def _strategy_findings(exp: Experiment) -> Iterator[Finding]:
 
 
 def _command_findings(exp: Experiment, container: Mapping[str, Any], where: str) -> Iterator[Finding]:
-    command = [str(a) for a in container.get("command") or []]
-    args = [str(a) for a in container.get("args") or []]
+    command = [str(a) for a in as_list(container.get("command"))]
+    args = [str(a) for a in as_list(container.get("args"))]
     shell = len(command) >= 2 and command[0] in ("sh", "bash", "/bin/sh", "/bin/bash") and command[1] == "-c"
     if command and not shell and re.search(r"\s", command[0].strip()):
         yield Finding("warning", f"{where}.command", f"[{command[0]!r}] is one string: the container runs a "
@@ -152,7 +152,7 @@ def _command_findings(exp: Experiment, container: Mapping[str, Any], where: str)
 
 
 def _mounts(container: Mapping[str, Any]) -> list[str]:
-    return [str(m.get("mountPath")) for m in container.get("volumeMounts") or [] if isinstance(m, Mapping)]
+    return [str(m.get("mountPath")) for m in as_list(container.get("volumeMounts")) if isinstance(m, Mapping)]
 
 
 def _under(path: str, directory: str) -> bool:
@@ -161,7 +161,7 @@ def _under(path: str, directory: str) -> bool:
 
 def _written_paths(container: Mapping[str, Any]) -> list[str]:
     """Absolute paths given to options that name logs, metrics, events or output directories."""
-    argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+    argv = [str(a) for a in as_list(container.get("command")) + as_list(container.get("args"))]
     found = []
     for index, arg in enumerate(argv):
         flag, eq, value = arg.partition("=")
@@ -188,7 +188,7 @@ def _path_findings(exp: Experiment, container: Mapping[str, Any], where: str) ->
         yield Finding("warning", field, f"the primary container already mounts a volume at {volume}: the webhook "
                       "adds metrics-volume there too and the pod is rejected (duplicate mountPath)",
                       "metrics_volume_conflict")
-    argv = [str(a) for a in (container.get("command") or []) + (container.get("args") or [])]
+    argv = [str(a) for a in as_list(container.get("command")) + as_list(container.get("args"))]
     hidden = [a for a in argv if a.startswith("/") and _under(a, volume) and posixpath.normpath(a) != path.rstrip("/")]
     if hidden:
         yield Finding("warning", field, f"the sidecar's empty volume is mounted at {volume}, hiding the image's "

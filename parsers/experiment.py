@@ -185,6 +185,14 @@ def _map(value: object, where: str, file: str) -> Mapping[str, Any]:
     return value
 
 
+def _list(value: object, where: str, file: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ExperimentError(f"{file}: {where} must be a list, not {type(value).__name__}")
+    return value
+
+
 def _names(value: object, where: str, file: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -195,7 +203,7 @@ def _names(value: object, where: str, file: str) -> tuple[str, ...]:
 
 def _given_strategies(objective: Mapping[str, Any], file: str) -> tuple[tuple[str, str], ...]:
     given = []
-    for index, item in enumerate(objective.get("metricStrategies") or []):
+    for index, item in enumerate(_list(objective.get("metricStrategies"), "spec.objective.metricStrategies", file)):
         item = _map(item, f"spec.objective.metricStrategies[{index}]", file)
         given.append((str(item.get("name") or ""), str(item.get("value") or "")))
     return tuple(given)
@@ -248,10 +256,11 @@ def _template(spec: Mapping[str, Any], file: str) -> TrialTemplate | None:
         return None
     template = _map(template, "spec.trialTemplate", file)
     params = []
-    for index, item in enumerate(template.get("trialParameters") or []):
+    for index, item in enumerate(_list(template.get("trialParameters"), "spec.trialTemplate.trialParameters", file)):
         item = _map(item, f"spec.trialTemplate.trialParameters[{index}]", file)
         params.append((str(item.get("name") or ""), str(item.get("reference") or "")))
-    search = tuple(str(_map(p, "spec.parameters[]", file).get("name") or "") for p in spec.get("parameters") or [])
+    search = tuple(str(_map(p, "spec.parameters[]", file).get("name") or "")
+                   for p in _list(spec.get("parameters"), "spec.parameters", file))
     config_map = _map(template.get("configMap"), "spec.trialTemplate.configMap", file)
     trial_spec = template.get("trialSpec")
     labels = template.get("primaryPodLabels")

@@ -22,6 +22,7 @@ __all__ = [
     "PLACEHOLDER",
     "LocalCommand",
     "TemplateError",
+    "as_list",
     "container_names",
     "find_primary_container",
     "local_command",
@@ -59,11 +60,16 @@ class LocalCommand:
     where: str
 
 
+def as_list(value: object) -> list[Any]:
+    """A list field, or [] when it is missing or malformed (the API server would reject that object anyway)."""
+    return value if isinstance(value, list) else []
+
+
 def _pod_containers(pod_spec: object, where: str) -> Iterator[tuple[Mapping[str, Any], str]]:
     if not isinstance(pod_spec, Mapping):
         return
     for key in ("containers", "initContainers"):
-        for index, container in enumerate(pod_spec.get(key) or []):
+        for index, container in enumerate(as_list(pod_spec.get(key))):
             if isinstance(container, Mapping):
                 yield container, f"{where}.{key}[{index}]"
 
@@ -204,7 +210,7 @@ def expand_kubelet(text: str, env: Mapping[str, str]) -> str:
 
 def _env(container: Mapping[str, Any], values: Mapping[str, str], missing: set[str]) -> dict[str, str]:
     env: dict[str, str] = {}
-    for item in container.get("env") or []:
+    for item in as_list(container.get("env")):
         if isinstance(item, Mapping) and item.get("name") and "valueFrom" not in item:
             raw = "" if item.get("value") is None else str(item.get("value"))
             env[str(item["name"])] = expand_kubelet(substitute(raw, values, missing), env)
@@ -253,8 +259,8 @@ def _template_argv(experiment: Experiment, found: tuple[Mapping[str, Any], str] 
         raise TemplateError(f"{where}: primaryContainerName {template.primary_container!r} is not a container "
                             f"of {template.field} (containers: {names}): fix it or give the command after --")
     container, at = found
-    command = [str(a) for a in container.get("command") or []]
+    command = [str(a) for a in as_list(container.get("command"))]
     if not command:
         raise TemplateError(f"{where}: {at} has no command (the image's entrypoint would run, which is not "
                             "known here): give the command after --")
-    return command + [str(a) for a in container.get("args") or []]
+    return command + [str(a) for a in as_list(container.get("args"))]

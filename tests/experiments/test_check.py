@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from katib_metrics.parsers.check_pitfalls import capture_groups, pitfalls
 from katib_metrics.parsers.check_rules import katib_errors
@@ -195,3 +196,55 @@ def test_exposition_log_with_a_prometheus_experiment(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     assert "warning: spec.metricsCollectorSpec.collector.kind: Katib ships no PrometheusMetric collector" in done.stdout
     assert "OK: the objective loss would be collected: 0.25 by min (1 value)" in done.stdout
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                   max_size=3), max_leaves=8)
+_FIELDS = st.sampled_from(["objective", "metricsCollectorSpec", "trialTemplate", "parameters"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(replacements=st.lists(st.tuples(_FIELDS, _JSON), max_size=3),
+       inner=st.lists(st.tuples(st.sampled_from(["collector", "source", "trialSpec", "trialParameters",
+                                                 "metricStrategies", "primaryContainerName"]), _JSON), max_size=3))
+def test_any_shape_gives_findings_or_one_spec_error_never_a_crash(replacements: list[tuple[str, Any]],
+                                                                  inner: list[tuple[str, Any]]) -> None:
+    from katib_metrics.parsers.errors import SpecError
+    from katib_metrics.parsers.trialtemplate import local_command
+
+    obj = variant()
+    for field, value in replacements:
+        obj["spec"][field] = value
+    for key, value in inner:
+        for field in ("objective", "metricsCollectorSpec", "trialTemplate"):
+            if isinstance(obj["spec"].get(field), dict):
+                obj["spec"][field][key] = value
+    try:
+        exp = experiment_from_object(obj)
+    except SpecError:
+        return
+    katib_errors(exp)
+    pitfalls(exp)
+    for attempt in (exp.spec, lambda: local_command(exp, {"lr": "1", "num-layers": "2", "optimizer": "x"}, "t")):
+        with contextlib.suppress(SpecError):
+            attempt()
+
+
+@settings(max_examples=300, deadline=None)
+@given(fields=st.dictionaries(st.sampled_from(["command", "args", "env", "volumeMounts", "name"]), _JSON, max_size=4),
+       containers=st.none() | _JSON)
+def test_any_container_shape_never_crashes(fields: dict[str, Any], containers: Any) -> None:
+    from katib_metrics.parsers.errors import SpecError
+    from katib_metrics.parsers.trialtemplate import local_command
+
+    obj = variant(metricsCollectorSpec={"collector": {"kind": "File"},
+                                        "source": {"fileSystemPath": {"path": "/opt/mxnet-mnist/m.log"}}})
+    container(obj).update(fields)
+    if containers is not None:
+        obj["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"] = containers
+    exp = experiment_from_object(obj)
+    katib_errors(exp)
+    pitfalls(exp)
+    with contextlib.suppress(SpecError):
+        local_command(exp, {"lr": "1", "num-layers": "2", "optimizer": "x"}, "t")
