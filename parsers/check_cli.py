@@ -13,14 +13,17 @@ import json
 import os
 import shlex
 import sys
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from typing import Any, BinaryIO, NoReturn, cast
 
 from katib_metrics.parsers.check_pitfalls import pitfalls
 from katib_metrics.parsers.check_rules import Finding, katib_errors
+from katib_metrics.parsers.diagnosis import DEFAULT_MAX_BYTES
 from katib_metrics.parsers.errors import SpecError
 from katib_metrics.parsers.experiment import Experiment
 from katib_metrics.parsers.experiment_file import load_experiment
-from katib_metrics.parsers.model import UNAVAILABLE, CollectorSpec, FileFormat, MetricSummary
+from katib_metrics.parsers.input_checks import HeadKeeper
+from katib_metrics.parsers.model import UNAVAILABLE, CollectorSpec, FileFormat, MetricLog, MetricSummary
 from katib_metrics.parsers.stats import ParseStats
 from katib_metrics.parsers.table import summary_table
 
@@ -31,6 +34,7 @@ examples:
   katib-metrics check experiment.yaml                 # what Katib rejects, and known pitfalls
   katib-metrics check experiment.yaml train.log       # ... and what the sidecar would collect from this log
   katib-metrics check trials.yaml#my-experiment logs/ --output json
+  python train.py 2>&1 | katib-metrics check experiment.yaml -
 
 exit status: 0 the objective would be collected (or, without LOG, nothing stops it), 1 it would not or
 Katib would reject the Experiment, 2 usage error.
@@ -49,7 +53,8 @@ def _build(prog: str) -> _Parser:
     parser.add_argument("experiment", metavar="FILE", help="Experiment or Trial, YAML or JSON (FILE#NAME: one of "
                         "several)")
     parser.add_argument("log", metavar="LOG", nargs="?",
-                        help="a training log, JSON lines file, exposition or event directory to collect from")
+                        help="a training log, JSON lines file, exposition or event directory to collect from "
+                        "(- for standard input)")
     parser.add_argument("--output", choices=["text", "json"], default="text", type=str.lower,
                         help="text for people (default) or one JSON object")
     return parser
@@ -84,6 +89,10 @@ def _log_spec(parser: _Parser, exp: Experiment, log: str) -> CollectorSpec:
         spec = exp.spec()
     except SpecError as err:
         parser.error(f"cannot collect from {log}: {err}")
+    if log == "-":
+        if spec.format is FileFormat.TFEVENT:
+            parser.error("an event directory cannot be read from standard input: give the directory as LOG")
+        return spec
     if not os.path.exists(log):
         parser.error(f"{log}: no such file or directory")
     if os.path.isdir(log) != (spec.format is FileFormat.TFEVENT):
@@ -92,50 +101,54 @@ def _log_spec(parser: _Parser, exp: Experiment, log: str) -> CollectorSpec:
     return spec
 
 
-def _collect(spec: CollectorSpec, log: str, stats: ParseStats) -> list[MetricSummary]:
+def _collect(spec: CollectorSpec, log: str, stats: ParseStats, keep: HeadKeeper | None) -> list[MetricSummary]:
     from katib_metrics.parsers.observation import unavailable_rows
     from katib_metrics.parsers.strategies import Reducer
 
     reducer, seen = Reducer(spec), set[str]()
-    for logs in _batches(spec, log, stats):
+    for logs in _batches(spec, log, stats, keep):
         seen.update(row.name for row in logs)
         reducer.add_all(logs)
     reducer.add_all(unavailable_rows(spec, seen))
     return reducer.summaries()
 
 
-def _batches(spec: CollectorSpec, log: str, stats: ParseStats) -> Any:
+def _batches(spec: CollectorSpec, log: str, stats: ParseStats, keep: HeadKeeper | None
+             ) -> Iterator[list[MetricLog]]:
+    """The rows of the log, a block at a time (standard input through `keep`, which holds its head)."""
     if spec.format is FileFormat.TFEVENT:
         from katib_metrics.parsers.tfevent import read_event_dir
 
-        return [list(read_event_dir(log, spec, stats, None))]
-    if spec.format is FileFormat.PROMETHEUS:
-        from katib_metrics.parsers.model import ZERO_TIME
-        from katib_metrics.parsers.prometheus import line_count, parse_exposition
+        yield list(read_event_dir(log, spec, stats, None))
+        return
+    with cast(BinaryIO, keep) if keep is not None else open(log, "rb") as stream:
+        if spec.format is FileFormat.PROMETHEUS:
+            from katib_metrics.parsers.model import ZERO_TIME
+            from katib_metrics.parsers.prometheus import line_count, parse_exposition
 
-        with open(log, "rb") as stream:
             text = stream.read().decode("utf-8", "replace")
-        stats.lines += line_count(text)
-        return [parse_exposition(text, spec, ZERO_TIME, stats, None)]
-    from katib_metrics.parsers.lines import make_line_parser
-    from katib_metrics.parsers.stream import scan
+            stats.lines += line_count(text)
+            yield parse_exposition(text, spec, ZERO_TIME, stats, None)
+            return
+        from katib_metrics.parsers.lines import make_line_parser
+        from katib_metrics.parsers.stream import scan
 
-    with open(log, "rb") as stream:
-        return list(scan(stream, make_line_parser(spec, stats=stats)))
+        yield from scan(stream, make_line_parser(spec, stats=stats))
 
 
 def _check_log(parser: _Parser, exp: Experiment, log: str, report: dict[str, Any]) -> tuple[bool, str]:
     from katib_metrics.parsers.diagnosis_report import explain
 
     spec, stats = _log_spec(parser, exp, log), ParseStats()
+    keep = HeadKeeper(os.fdopen(os.dup(sys.stdin.fileno()), "rb"), DEFAULT_MAX_BYTES) if log == "-" else None
     try:
-        summaries = _collect(spec, log, stats)
+        summaries = _collect(spec, log, stats, keep)
     except SpecError as err:
         return False, f"the log cannot be parsed with this Experiment: {err}"
     except OSError as err:
         print(f"{parser.prog}: error: cannot read {log}: {err.strerror or err}", file=sys.stderr)
         raise SystemExit(1) from None
-    why = explain(spec, log, summaries)
+    why = explain(spec, log, summaries, head=None if keep is None else bytes(keep.head))
     report["log"] = {"path": log, "lines": stats.lines, "values": sum(stats.values.values()),
                      "skipped": dict(stats.skipped), "observation": {"metrics": [s.to_dict() for s in summaries]}}
     report["diagnosis"] = why.to_json()

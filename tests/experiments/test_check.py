@@ -248,3 +248,32 @@ def test_any_container_shape_never_crashes(fields: dict[str, Any], containers: A
     pitfalls(exp)
     with contextlib.suppress(SpecError):
         local_command(exp, {"lr": "1", "num-layers": "2", "optimizer": "x"}, "t")
+
+
+def test_standard_input_is_checked_and_diagnosed() -> None:
+    log = (ROOT / "examples" / "logs" / "keras.log").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "katib_metrics", "check",
+                           "examples/experiments/keras-mnist.yaml#keras-mnist", "-"], input=log, cwd=ROOT,
+                          capture_output=True, timeout=60)
+    out = done.stdout.decode()
+    assert done.returncode == 1
+    assert "appears on 3 lines of standard input" in out and "(verified on the input: collects 3 values" in out
+
+
+def test_a_large_log_is_checked_in_bounded_memory(tmp_path: Path) -> None:
+    # 24 MiB of framework noise with a metric line every 1,000 lines; the child's peak RSS is measured by a
+    # fresh interpreter that runs only it (RUSAGE_CHILDREN of this process would include other tests' children).
+    noise = b"2026-01-05T10:00:00Z INFO     Epoch[3] Batch [100-200]\tSpeed: 51234.56 samples/sec\tworking\n"
+    block = noise * 999 + b"2026-01-05T10:00:01Z INFO     Epoch[3] Validation-accuracy=0.912345\n"
+    log = tmp_path / "big.log"
+    with log.open("wb") as out:
+        while out.tell() < 24 << 20:
+            out.write(block)
+    probe = ("import resource, subprocess, sys; r = subprocess.run([sys.executable, '-m', 'katib_metrics', 'check', "
+             f"'examples/experiments/random.yaml', {str(log)!r}], capture_output=True, text=True); "
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); print(r.stdout)")
+    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    status, peak_kib = map(int, done.stdout.split("\n", 1)[0].split())
+    assert status == 0, done.stdout + done.stderr
+    assert "Validation-accuracy  max       0.912345" in done.stdout
+    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib} KiB"  # the sidecar's default limit; the log is 24 MiB
