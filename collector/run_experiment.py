@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,7 @@ from katib_metrics.parsers.model import FileFormat
 from katib_metrics.parsers.trialtemplate import local_command
 
 if TYPE_CHECKING:  # run's module loads gRPC: only a real run pays for it
+    from katib_metrics.collector.earlystop import StopRule
     from katib_metrics.collector.run import RunOptions
 
 __all__ = ["add_experiment_options", "with_experiment"]
@@ -84,5 +86,22 @@ def with_experiment(options: RunOptions, args: argparse.Namespace, command: list
     if not command:
         _check_program(experiment, planned.argv, planned.where)
     path = options.path if options.path is not None else _local_path(experiment, spec.format)
+    rules = options.stop_rules or _trial_stop_rules(experiment)
     return dataclasses.replace(options, command=planned.argv, spec=spec, path=path,
-                               env=tuple(planned.env.items()))
+                               env=tuple(planned.env.items()), stop_rules=rules)
+
+
+def _trial_stop_rules(experiment: Experiment) -> tuple[StopRule, ...]:
+    """A Trial's `earlyStoppingRules` (what the webhook passes as `-stop-rule`), unless --stop-rule was given."""
+    spec = experiment.raw.get("spec")
+    rules = spec.get("earlyStoppingRules") if experiment.kind == "Trial" and isinstance(spec, Mapping) else None
+    if not isinstance(rules, list):
+        return ()
+    from katib_metrics.collector.earlystop import parse_stop_rules
+
+    texts = [f"{r.get('name', '')};{r.get('value', '')};{r.get('comparison', '')};{r.get('startStep') or 0}"
+             for r in rules if isinstance(r, Mapping)]
+    try:
+        return parse_stop_rules(texts)
+    except UsageError as err:
+        raise UsageError(f"{experiment.where}: spec.earlyStoppingRules: {err}") from None

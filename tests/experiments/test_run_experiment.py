@@ -168,3 +168,21 @@ def test_the_containers_env_reaches_the_command(tmp_path: Path) -> None:
                "--output", "json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["observation"]["metrics"][0]["latest"] == "0.625"
+
+
+def test_a_trials_early_stopping_rules_stop_the_run(tmp_path: Path) -> None:
+    trial = {"apiVersion": "kubeflow.org/v1beta1", "kind": "Trial", "metadata": {"name": "median-x1"},
+             "spec": {"objective": {"type": "maximize", "objectiveMetricName": "accuracy"},
+                      "earlyStoppingRules": [{"name": "accuracy", "value": "0.6", "comparison": "less",
+                                              "startStep": 4}],
+                      "primaryContainerName": "main",
+                      "runSpec": {"apiVersion": "batch/v1", "kind": "Job", "spec": {"template": {"spec": {
+                          "containers": [{"name": "main", "image": "i", "command": [
+                              sys.executable, str(ROOT / "examples" / "train.py"), "--lr", "0.01", "--epochs",
+                              "40", "--seconds", "8"]}]}}}}}}
+    path = tmp_path / "trial.yaml"
+    path.write_text(yaml.safe_dump(trial))
+    done = cli("run", "--db", str(tmp_path / "k.db"), "--trial", "median-x1", "--experiment", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "trial median-x1: early-stopped by rule accuracy;0.6;less;4" in done.stdout
+    assert len(re.findall(r"^epoch=", done.stdout, flags=re.M)) < 40  # stopped before the end
