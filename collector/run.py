@@ -62,6 +62,7 @@ class RunOptions:
     append: bool = False  # add to a trial of the local store that already has rows
     output: str = "table"  # or "json": `parse --output json`'s document on stdout, the command's output on stderr
     env: tuple[tuple[str, str], ...] = ()  # added to the command's environment (a trial template's `env`)
+    prometheus_url: str | None = None  # scrape the command's endpoint (PrometheusMetric) instead of its output
 
 
 def default_trial_name(now: float | None = None) -> str:
@@ -90,8 +91,9 @@ def _signals(proc: subprocess.Popen[bytes]) -> Iterator[None]:
 
 
 def _source(options: RunOptions, proc: subprocess.Popen[bytes], stats: ParseStats, tee: LineEnd) -> LogSource:
-    if options.path is not None:
-        return open_source(options.spec, path=options.path, stats=stats, regex_timeout=options.regex_timeout)
+    if options.path is not None or options.prometheus_url:
+        return open_source(options.spec, path=options.path, stats=stats, regex_timeout=options.regex_timeout,
+                           prometheus_url=options.prometheus_url)
     assert proc.stdout is not None  # stderr shares the pipe: lines stay in the order they were written
     parser = make_line_parser(options.spec, regex_timeout=options.regex_timeout, stats=stats)
     return ParsedLines(ProcessOutput([(proc.stdout, cast(IO[bytes], tee))]), parser)  # it only writes, flushes
@@ -154,7 +156,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
     summary = summary or sys.stdout
-    capture = options.path is None
+    capture = options.path is None and not options.prometheus_url
     env = {**os.environ, **dict(options.env), "KATIB_TRIAL_NAME": options.trial}
     try:
         refused = _check_trial(options)
@@ -206,7 +208,8 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
         return status or 1
     finally:
         why = explain_safely(options.spec, str(options.path or ""), store.summaries(),
-                             head=None if options.path else head.data, regex_timeout=options.regex_timeout)
+                             head=None if options.path or options.prometheus_url else head.data,
+                             regex_timeout=options.regex_timeout)
         write_results(store, options.trial, options.output, summary, diagnosis=why.to_json())
         print_explanation(why, "katib-metrics run", sys.stderr)
         store.close()

@@ -77,18 +77,23 @@ def with_experiment(options: RunOptions, args: argparse.Namespace, command: list
         planned = local_command(experiment, params, options.trial, command)
     except SpecError as err:
         raise UsageError(str(err)) from None
-    if spec.format is FileFormat.PROMETHEUS:
-        raise UsageError(f"{experiment.where}: {experiment.collector.field}.collector.kind PrometheusMetric: run does "
-                         "not scrape the training's endpoint; give --format text or json, or save the exposition "
-                         "and use `katib-metrics parse --format prometheus`")
+    url = None
+    if spec.format is FileFormat.PROMETHEUS:  # the sidecar's scrape of the training container, here on localhost
+        from katib_metrics.collector.sources.prometheus import scrape_url
+
+        collector = experiment.collector
+        if not collector.http_port.isdigit() or not collector.http_path.startswith("/"):
+            raise UsageError(f"{experiment.where}: {collector.source_field}.httpGet: port {collector.http_port!r} "
+                             f"and path {collector.http_path!r} must be a positive integer and start with /")
+        url = scrape_url(int(collector.http_port), collector.http_path)
     if spec.format is FileFormat.JSON and spec.filters:
         raise UsageError("-f cannot be used with a JSON metrics file: JSON keys name the metrics")
     if not command:
         _check_program(experiment, planned.argv, planned.where)
     path = options.path if options.path is not None else _local_path(experiment, spec.format)
     rules = options.stop_rules or _trial_stop_rules(experiment)
-    return dataclasses.replace(options, command=planned.argv, spec=spec, path=path,
-                               env=tuple(planned.env.items()), stop_rules=rules)
+    return dataclasses.replace(options, command=planned.argv, spec=spec, path=None if url else path,
+                               env=tuple(planned.env.items()), stop_rules=rules, prometheus_url=url)
 
 
 def _trial_stop_rules(experiment: Experiment) -> tuple[StopRule, ...]:

@@ -186,3 +186,44 @@ def test_a_trials_early_stopping_rules_stop_the_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "trial median-x1: early-stopped by rule accuracy;0.6;less;4" in done.stdout
     assert len(re.findall(r"^epoch=", done.stdout, flags=re.M)) < 40  # stopped before the end
+
+
+SERVE = """
+import http.server, sys, threading, time
+state = {"loss": 0.5}
+class Metrics(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("# TYPE loss gauge\\nloss %s\\n" % state["loss"]).encode()
+        self.send_response(200 if self.path == "/custom" else 404)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Metrics)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+for value in (0.5, 0.25, 0.125):
+    state["loss"] = value
+    print("loss now", value, flush=True)
+    time.sleep(1.5)
+"""
+
+
+def test_a_prometheus_experiment_scrapes_the_commands_endpoint(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "serve.py").write_text(SERVE)
+    experiment = _local_copy(tmp_path, "pytorchjob-mnist.yaml", "/opt/pytorch-mnist/mnist.py", PYTORCH,
+                             metricsCollectorSpec={"collector": {"kind": "PrometheusMetric"},
+                                                   "source": {"httpGet": {"port": port, "path": "/custom"}}})
+    done = cli("run", "--db", str(tmp_path / "k.db"), "--experiment", str(experiment), "--param", "lr=0.01",
+               "--param", "momentum=0.5", "--output", "json", "--", sys.executable, str(tmp_path / "serve.py"),
+               str(port))
+    assert done.returncode == 0, done.stderr
+    # Not captured, the command's output goes where run's own does (today: stdout too, before the document).
+    loss = json.loads(done.stdout.splitlines()[-1])["observation"]["metrics"][0]
+    assert loss["latest"] in ("0.25", "0.125") and loss["max"] in ("0.5", "0.25")  # scraped as the values changed
+    assert "loss now 0.125" in done.stdout + done.stderr
