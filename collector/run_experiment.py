@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from katib_metrics.collector.flags import UsageError
 from katib_metrics.parsers.errors import SpecError
 from katib_metrics.parsers.experiment import Experiment
-from katib_metrics.parsers.experiment_flags import parse_params, spec_from_experiment
+from katib_metrics.parsers.experiment_file import load_experiment
+from katib_metrics.parsers.experiment_flags import merge_flags, parse_params
 from katib_metrics.parsers.filters import compile_filters
 from katib_metrics.parsers.model import FileFormat
 from katib_metrics.parsers.trialtemplate import local_command
@@ -70,8 +71,11 @@ def with_experiment(options: RunOptions, args: argparse.Namespace, command: list
     """`options` (from the flags) with the Experiment's spec, path, command and env; UsageError naming the field."""
     names = tuple(dict.fromkeys(n.strip() for text in args.metric for n in text.split(";") if n.strip()))
     try:
-        experiment, spec = spec_from_experiment(args.experiment, names=names, filters=tuple(args.filter),
-                                                fmt=_flag_format(args), objective_type=args.objective_type)
+        experiment = load_experiment(args.experiment)
+        # Push: the training reports to run's db-manager itself (its output is read as text besides).
+        fmt = _flag_format(args) or (FileFormat.TEXT if experiment.collector.kind == "Push" else None)
+        spec = merge_flags(experiment, names=names, filters=tuple(args.filter), fmt=fmt,
+                           objective_type=args.objective_type)
         params = parse_params(args.param)
         compile_filters(spec.filters)
         planned = local_command(experiment, params, options.trial, command)

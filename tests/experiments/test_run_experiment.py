@@ -227,3 +227,16 @@ def test_a_prometheus_experiment_scrapes_the_commands_endpoint(tmp_path: Path) -
     loss = json.loads(done.stdout.splitlines()[-1])["observation"]["metrics"][0]
     assert loss["latest"] in ("0.25", "0.125") and loss["max"] in ("0.5", "0.25")  # scraped as the values changed
     assert "loss now 0.125" in done.stdout + done.stderr
+
+
+def test_a_push_experiment_runs_and_its_reports_count(tmp_path: Path) -> None:
+    script = tmp_path / "push.py"
+    script.write_text("from katib_metrics import report_metrics\n"
+                      "for epoch in range(3):\n    report_metrics({'loss': 1 / (epoch + 1)})\n")
+    experiment = _local_copy(tmp_path, "pytorchjob-mnist.yaml", "/opt/pytorch-mnist/mnist.py", PYTORCH,
+                             metricsCollectorSpec={"collector": {"kind": "Push"}})
+    done = cli("run", "--db", str(tmp_path / "k.db"), "--experiment", str(experiment), "--param", "lr=0.01",
+               "--param", "momentum=0.5", "--output", "json", "--", sys.executable, str(script))
+    assert done.returncode == 0, done.stderr
+    loss = json.loads(done.stdout.splitlines()[-1])["observation"]["metrics"][0]
+    assert (loss["min"], loss["max"], loss["strategy"]) == ("0.3333333333333333", "1.0", "min")
