@@ -208,4 +208,5 @@ def test_an_unreachable_db_manager_bounds_the_queue_and_its_memory(tmp_path: Pat
     queued, peak_mib = map(int, result.stdout.split()[:2])
     assert 100_000 <= queued <= 105_000 and "still waiting for the db-manager" in result.stdout
     assert f"{queued} metric values of trial flood (loss) were NOT reported" in result.stderr
-    assert peak_mib < 100, f"peak RSS {peak_mib} MiB with 100,000 values queued (about 60 measured)"
+    # 60-100 MiB measured (malloc arenas vary); unbounded, the million values would take over 250 MiB.
+    assert peak_mib < 150, f"peak RSS {peak_mib} MiB with 100,000 values queued"
