@@ -109,6 +109,10 @@ def _read_yaml(path: str, what: str, option: str, accepted: Sequence[str]) -> Ma
 def sidecar_options(args: argparse.Namespace, env: Mapping[str, str]) -> SidecarOptions:
     if not 0 <= args.sidecar_metrics_port <= 65535:
         raise UsageError(f"--sidecar-metrics-port must be 0..65535, got {args.sidecar_metrics_port}")
+    address = args.db_manager_address
+    host, _, port = (address or "").rpartition(":")
+    if address is not None and not (host and port.isdigit() and 0 < int(port) < 65536 and " " not in host):
+        raise UsageError(f"--db-manager-address {address!r} is not HOST:PORT (e.g. katib-db-manager.kubeflow:6789)")
     return SidecarOptions(
         db_manager_address=args.db_manager_address or db_manager_address(env),
         native_sidecar=args.native_sidecar,

@@ -6,7 +6,9 @@ import argparse
 import dataclasses
 import gc
 import logging
+import math
 import os
+import re
 import signal
 import ssl
 import tempfile
@@ -73,11 +75,28 @@ def _add_limit_options(serve: argparse.ArgumentParser) -> None:
                             "(default %(default)s; keep it well below the container's memory limit)")
 
 
+_HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def seconds(value: float, flag: str) -> float:
+    """`value` if it is a positive, finite number of seconds; ConfigError naming `flag` otherwise."""
+    if not 0 < value < math.inf:
+        raise ConfigError(f"{flag} must be a positive number of seconds, got {value:g}")
+    return value
+
+
+def hosts(entries: list[str], flag: str) -> list[str]:
+    for entry in entries:
+        if not _HOST.fullmatch(entry):
+            raise ConfigError(f"{flag} {entry!r} is not HOST[:PORT] (e.g. registry.local:5000)")
+    return entries
+
+
 def limits_from(args: argparse.Namespace) -> Limits:
     if args.max_connections < 1:
         raise ConfigError(f"--max-connections must be at least 1, got {args.max_connections}")
-    if not args.request_timeout > 0:
-        raise ConfigError(f"--request-timeout must be positive, got {args.request_timeout}")
+    seconds(args.request_timeout, "--request-timeout")
     if args.body_budget < MAX_BODY >> 20:
         raise ConfigError(f"--body-budget must be at least {MAX_BODY >> 20} MiB (one largest review), "
                           f"got {args.body_budget}")
@@ -135,8 +154,7 @@ def bootstrap_settings(args: argparse.Namespace, env: Mapping[str, str]) -> Boot
     if not args.webhook_config:
         raise ConfigError("--cert-bootstrap-secret needs --webhook-config NAME: the MutatingWebhookConfiguration "
                           "whose caBundle must trust the certificate")
-    if args.cert_check_interval <= 0:
-        raise ConfigError(f"--cert-check-interval must be positive, got {args.cert_check_interval}")
+    seconds(args.cert_check_interval, "--cert-check-interval")
     # An empty namespace is resolved from the Kubernetes credentials once they are loaded.
     return BootstrapSettings(namespace=args.cert_bootstrap_namespace or env.get("POD_NAMESPACE", ""),
                              secret=args.cert_bootstrap_secret, webhook_config=args.webhook_config,
@@ -151,8 +169,9 @@ def registry_client(args: argparse.Namespace) -> RegistryClient:
             context = ssl.create_default_context(cafile=args.registry_ca_file)
         except (OSError, ssl.SSLError) as err:
             raise ConfigError(f"--registry-ca-file {args.registry_ca_file}: {err}") from err
-    if args.registry_timeout <= 0:
-        raise ConfigError(f"--registry-timeout must be positive, got {args.registry_timeout}")
+    seconds(args.registry_timeout, "--registry-timeout")
+    hosts(args.insecure_registry, "--insecure-registry")
+    hosts(args.allow_local_registry, "--allow-local-registry")
     try:
         return RegistryClient(timeout=args.registry_timeout, ssl_context=context,
                               insecure_registries=args.insecure_registry, platform=args.image_platform,
@@ -172,6 +191,9 @@ def settings_from(args: argparse.Namespace, env: Mapping[str, str]) -> ServeSett
             log.info("certificate bootstrap: serving %s, not --tls-cert-file %s", cert_file, args.tls_cert_file)
     else:
         cert_file, key_file = args.tls_cert_file, args.tls_key_file
+    seconds(args.api_timeout, "--api-timeout")
+    if not _DNS_LABEL.fullmatch(args.katib_namespace):
+        raise ConfigError(f"--katib-namespace {args.katib_namespace!r} is not a namespace name (e.g. kubeflow)")
     try:
         listen = split_host_port(args.listen, "--listen")
         metrics_listen = split_host_port(args.metrics_listen, "--metrics-listen") if args.metrics_listen else None
@@ -195,16 +217,33 @@ def build_servers(settings: ServeSettings, resolver: ApiResolver, options: Sidec
                   limits: Limits | None = None) -> list[WebhookServer]:
     metrics = metrics or InjectorMetrics()
     app = WebhookApp(AdmissionHandler(resolver, options), metrics)
-    reloader = CertificateReloader(
-        settings.tls_cert_file, settings.tls_key_file, interval=settings.cert_check_interval,
-        on_load=lambda ok: metrics.cert_reloads.labels(result="success" if ok else "failure").inc())
-    servers = [WebhookServer(settings.listen, app, reloader, limits=limits)]
+    try:
+        reloader = CertificateReloader(
+            settings.tls_cert_file, settings.tls_key_file, interval=settings.cert_check_interval,
+            on_load=lambda ok: metrics.cert_reloads.labels(result="success" if ok else "failure").inc())
+    except (OSError, ssl.SSLError, ValueError) as err:
+        raise ConfigError(f"cannot load the serving certificate {settings.tls_cert_file} and key "
+                          f"{settings.tls_key_file}: {getattr(err, 'strerror', None) or err}; give a PEM "
+                          "certificate and its key, or --cert-bootstrap-secret") from None
+    servers = [_listen(settings.listen, "--listen", app, reloader, limits)]
     if settings.metrics_listen is not None:
-        servers.append(WebhookServer(settings.metrics_listen, app, None, webhook=False, limits=limits))
+        try:
+            servers.append(_listen(settings.metrics_listen, "--metrics-listen", app, None, limits))
+        except ConfigError:
+            servers[0].server_close()
+            raise
     if ready:
         app.ready.set()
         metrics.ready.set(1)
     return servers
+
+
+def _listen(address: tuple[str, int], flag: str, app: WebhookApp, reloader: CertificateReloader | None,
+            limits: Limits | None) -> WebhookServer:
+    try:
+        return WebhookServer(address, app, reloader, webhook=reloader is not None, limits=limits)
+    except OSError as err:
+        raise ConfigError(f"{flag}: cannot listen on {address[0]}:{address[1]}: {err.strerror or err}") from None
 
 
 def _keeper(settings: ServeSettings, reader: KubeReader, config: KubeConfig,

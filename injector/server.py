@@ -80,10 +80,10 @@ class WebhookServer(socketserver.TCPServer):
         self.reloader = reloader
         self.webhook = webhook
         self.table = ConnectionTable(limits or Limits())
+        self._reaper = Reaper(self.table, f"webhook-reaper-{address[1]}")
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, socketserver.BaseRequestHandler)
-        self._reaper = Reaper(self.table, f"webhook-reaper-{self.port}")
         self._reaper.start()
 
     def process_request(self, request: Any, client_address: Any) -> None:

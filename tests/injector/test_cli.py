@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
+import socket
 import subprocess
 import sys
 
 import jsonpatch
 import kubernetes_validate
+import pytest
 import yaml
+
+from katib_metrics.injector.certs import issue_certificates
+from katib_metrics.injector.cli import UsageError, _parser, sidecar_options
+from katib_metrics.injector.errors import ConfigError
+from katib_metrics.injector.serve_cli import limits_from, registry_client, settings_from
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples" / "injector"
@@ -97,3 +105,53 @@ def test_the_injector_without_a_command_says_it_is_missing() -> None:
     assert result.returncode == 2
     assert "katib-metrics injector: error: missing command" in result.stderr
     assert "mutate" in result.stderr and "serve" in result.stderr and "Traceback" not in result.stderr
+
+
+def _serve_files(tmp_path: pathlib.Path) -> list[str]:
+    issued = issue_certificates(["localhost"], ip_addresses=["127.0.0.1"])
+    (tmp_path / "tls.crt").write_bytes(issued.cert_pem)
+    (tmp_path / "tls.key").write_bytes(issued.key_pem)
+    (tmp_path / "kubeconfig").write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "c", "user": "u"}}]}))
+    return ["serve", "--listen", "127.0.0.1:0", "--tls-cert-file", str(tmp_path / "tls.crt"), "--tls-key-file",
+            str(tmp_path / "tls.key"), "--kubeconfig", str(tmp_path / "kubeconfig"),
+            "--katib-config", str(EXAMPLES / "katib-config.yaml")]
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--api-timeout", "nan"], "--api-timeout must be a positive number of seconds, got nan"),
+    (["--registry-timeout", "inf"], "--registry-timeout must be a positive number of seconds, got inf"),
+    (["--request-timeout", "-1"], "--request-timeout must be a positive number of seconds, got -1"),
+    (["--max-connections", "0"], "--max-connections must be at least 1, got 0"),
+    (["--body-budget", "1"], "--body-budget must be at least 4 MiB"),
+    (["--katib-namespace", "Kube_flow"], "--katib-namespace 'Kube_flow' is not a namespace name"),
+    (["--insecure-registry", "a b"], "--insecure-registry 'a b' is not HOST[:PORT]"),
+    (["--allow-local-registry", ""], "--allow-local-registry '' is not HOST[:PORT]"),
+    (["--db-manager-address", "nope"], "--db-manager-address 'nope' is not HOST:PORT"),
+])
+def test_serve_option_values_are_checked(tmp_path: pathlib.Path, args: list[str], named: str) -> None:
+    """The checks `serve` makes before it loads anything (in process: nothing is started)."""
+    parsed = _parser("katib-metrics injector").parse_args([*_serve_files(tmp_path), *args])
+    with pytest.raises((ConfigError, UsageError), match=re.escape(named)):
+        settings_from(parsed, {})
+        limits_from(parsed)
+        registry_client(parsed)
+        sidecar_options(parsed, {})
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--tls-key-file", "/etc/hostname"], "cannot load the serving certificate"),
+    (["--listen", "127.0.0.1:BUSY"], "--listen: cannot listen on 127.0.0.1:"),
+])
+def test_serve_refuses_what_it_cannot_load_or_bind_before_serving(tmp_path: pathlib.Path, args: list[str],
+                                                                  named: str) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = str(busy.getsockname()[1])
+        result = run(*_serve_files(tmp_path), *[arg.replace("BUSY", port) for arg in args])
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and named in errors[0], result.stderr
+    assert "Traceback" not in result.stderr and "listening on" not in result.stderr
