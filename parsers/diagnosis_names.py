@@ -57,8 +57,13 @@ def rank(wanted: str, found: str) -> int | None:
     (classes_w, core_w), (classes_f, core_f) = _core(wanted), _core(found)
     if core_w and core_w == core_f:
         return 1 if classes_w == classes_f else 2
-    if min(len(squash_w), len(squash_f)) >= 4 and difflib.SequenceMatcher(None, squash_w, squash_f).ratio() >= _FUZZY:
-        return 3  # a typo
+    if min(len(squash_w), len(squash_f)) < 4:
+        return None
+    short, long = sorted((squash_w, squash_f), key=len)
+    if long.startswith(short) or long.endswith(short):
+        return 3  # a unit suffix (`accuracy_ratio`, Prometheus style) or a qualifier we do not know
+    if difflib.SequenceMatcher(None, squash_w, squash_f).ratio() >= _FUZZY:
+        return 4  # a typo
     return None
 
 

@@ -16,8 +16,8 @@ from katib_metrics.parsers.cli import main
 
 CORPUS = pathlib.Path(__file__).resolve().parent / "corpus"
 CASES = sorted(path.name for path in CORPUS.iterdir() if (path / "args").exists())
-NO_SUGGESTION = {"all_found", "empty_file", "json_nested", "json_string_value", "nan_percent", "prose_only",
-                 "unrelated_log"}
+NO_SUGGESTION = {"all_found", "empty_file", "json_nested", "json_no_numbers", "json_string_value", "nan_percent",
+                 "prometheus_unrelated", "prose_only", "unrelated_log"}
 
 
 def parse(folder: pathlib.Path, args: list[str], path: str = "input") -> dict[str, Any]:
@@ -70,8 +70,9 @@ def test_every_suggestion_collects_what_it_promises(case: str) -> None:
         if suggestion is None:
             continue
         args, name = applied(args_of(case), suggestion, diagnosis["metric"])
-        counts = {m["name"]: m for m in parse(CORPUS / case, args)["observation"]["metrics"]}
-        logs = parse(CORPUS / case, args)["metric_logs"]
+        document = parse(CORPUS / case, args)
+        counts = {m["name"]: m for m in document["observation"]["metrics"]}
+        logs = document["metric_logs"]
         if name:
             got = sum(1 for log in logs if log["metric"]["name"] == name and log["metric"]["value"] != "unavailable")
             assert got == suggestion["values"] >= 1, (case, suggestion, counts)

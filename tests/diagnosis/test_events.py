@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -94,3 +97,14 @@ def test_an_unrelated_tag_gets_no_suggestion(tmp_path: pathlib.Path) -> None:
 def test_one_directory_per_name_says_nothing(tmp_path: pathlib.Path) -> None:
     keras_layout(tmp_path)
     assert diagnosed(tmp_path, "train/accuracy", "validation/accuracy") == []
+
+
+def test_parse_prints_the_merged_directories_and_has_it_in_json(tmp_path: pathlib.Path) -> None:
+    keras_layout(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "katib_metrics", "parse", str(tmp_path), "-m", "accuracy",
+                           "--output", "json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    [found] = json.loads(done.stdout)["diagnosis"]
+    assert found["cause"] == "merged_directories"
+    assert found["suggestion"] == {"metric": "validation/accuracy", "values": 2}
+    assert "try: -m validation/accuracy   (verified on the input: collects 2 values)" in done.stderr
