@@ -10,6 +10,8 @@ and counted in the run's summary, so an objective that was pushed rather than pr
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from katib_metrics.collector.dbmanager import RunningServer, default_db_path, se
 from katib_metrics.collector.push import ADDRESS_ENV, TRIAL_ENV
 from katib_metrics.collector.report import QueryError, get_observation_log
 from katib_metrics.collector.store import MetricStore
+from katib_metrics.parsers.model import MetricLog
 from katib_metrics.parsers.timestamps import Instant, format_rfc3339
 
 __all__ = ["PushedRows"]
@@ -32,32 +35,45 @@ class PushedRows:
     address: str
     server: RunningServer | None = None  # the embedded db-manager, while the command runs
     count: int = field(default=0)
+    timeout: float = 30.0  # for each read-back (bounded by the run's --report-timeout)
+    started: float = field(default_factory=time.time)
+    before: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # rows already in the window
 
     @classmethod
-    def start(cls, trial: str, db_manager: str | None, db_path: Path | None) -> PushedRows:
-        """`--db-manager`, else an embedded db-manager on 127.0.0.1 over the local store (raises StoreError)."""
+    def start(cls, trial: str, db_manager: str | None, db_path: Path | None, timeout: float = 30.0) -> PushedRows:
+        """`--db-manager`, else an embedded db-manager on 127.0.0.1 over the local store (raises StoreError).
+
+        Rows of an appended trial that already fall in the read-back window (the same second) are remembered, so
+        they are not counted again as the command's own."""
         if db_manager:
-            return cls(trial, db_manager)
-        if db_path is None:
-            db_path = default_db_path()
-            db_path.parent.mkdir(parents=True, exist_ok=True)
-        server = serve("127.0.0.1:0", db_path)
-        return cls(trial, server.address, server)
+            pushed = cls(trial, db_manager, timeout=timeout)
+        else:
+            if db_path is None:
+                db_path = default_db_path()
+                db_path.parent.mkdir(parents=True, exist_ok=True)
+            server = serve("127.0.0.1:0", db_path)
+            pushed = cls(trial, server.address, server, timeout=timeout)
+        pushed.before = Counter(_keys(pushed._read(quiet=True)))
+        return pushed
+
+    def _read(self, quiet: bool = False) -> list[MetricLog]:
+        """The trial's rows from a second before the run started (Katib's SDK stamps whole seconds)."""
+        start = format_rfc3339(Instant(int(self.started) - 1, 0))
+        try:
+            return get_observation_log(self.address, self.trial, start=start, timeout=self.timeout)
+        except QueryError as err:
+            if not quiet:
+                log.warning("values the command reported itself cannot be read back for the table: %s", err)
+            return []
 
     @property
     def env(self) -> dict[str, str]:
         return {TRIAL_ENV: self.trial, ADDRESS_ENV: self.address}
 
-    def finish(self, store: MetricStore, started: float) -> int:
-        """Count what the command reported since `started` in `store`'s summaries; stop the embedded server.
-
-        Katib's SDK stamps whole seconds, so the look-up starts a second early."""
+    def finish(self, store: MetricStore) -> int:
+        """Count what the command reported since the run started in `store`'s summaries; stop the embedded server."""
         try:
-            rows = get_observation_log(self.address, self.trial, start=format_rfc3339(Instant(int(started) - 1, 0)),
-                                       timeout=30.0)
-        except QueryError as err:
-            log.warning("values the command reported itself cannot be read back for the table: %s", err)
-            rows = []
+            rows = _new_rows(self._read(), self.before.copy())
         finally:
             self.stop()
         store.add_reported(rows)
@@ -68,3 +84,18 @@ class PushedRows:
         if self.server is not None:
             self.server.stop(grace=5)
             self.server = None
+
+
+def _keys(rows: list[MetricLog]) -> list[tuple[str, str, str]]:
+    return [(row.time_stamp, row.name, row.value) for row in rows]
+
+
+def _new_rows(rows: list[MetricLog], before: Counter[tuple[str, str, str]]) -> list[MetricLog]:
+    """`rows` without those already there when the run started (a multiset: a repeated row counts each time)."""
+    new = []
+    for row, key in zip(rows, _keys(rows), strict=True):
+        if before[key] > 0:
+            before[key] -= 1
+        else:
+            new.append(row)
+    return new
