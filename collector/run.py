@@ -169,7 +169,8 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     head = OutputHead()  # the output's first MiBs: a diagnosis of what is unavailable reads them again
     started = time.time()
     try:  # push mode: the command may report to a db-manager itself (katib_metrics.report_metrics)
-        pushed = PushedRows.start(options.trial, options.db_manager, options.db_path)
+        pushed = PushedRows.start(options.trial, options.db_manager, options.db_path,
+                                  timeout=min(30.0, options.report_timeout))
     except (StoreError, OSError) as error:
         print(f"katib-metrics run: error: {error}", file=sys.stderr)
         return 1
@@ -193,7 +194,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
         source.lines.join()  # the pipes' last bytes are queued before the final drain
     pipeline.stop()
     source.close()
-    pushed.finish(store, started)  # what the command reported itself counts in the table (and the objective)
+    pushed.finish(store)  # what the command reported itself counts in the table (and the objective)
     status = _exit_status(returncode)
     if pipeline.problem:  # said, and the exit status shows it: never a silent `unavailable`
         print(f"katib-metrics run: error: {pipeline.problem}", file=sys.stderr)
