@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from katib_metrics.collector import stopper as stopper_module
 from katib_metrics.collector.earlystop import Comparison, Decision, RuleEngine, StopRule
 from katib_metrics.collector.lifecycle import ProcessInfo, ProcFS
 from katib_metrics.collector.stopper import EarlyStop, descendants, training_tree
 from katib_metrics.injector.wrap import WrapSpec, kubelet_expand, wrap_command
 from katib_metrics.parsers.model import MetricLog, ObjectiveType
-
 from tests.collector.grpc_doubles import RecordingEarlyStopping, start_server
 
 
@@ -143,8 +144,7 @@ def test_a_running_training_under_the_wrapper_is_stopped_and_announced(tmp_path:
             shell.wait()
 
 
-def test_a_training_that_cannot_be_told_is_not_announced_and_its_marker_is_withdrawn(
-        tmp_path: Path, status: Status) -> None:
+def test_a_training_gone_since_the_scan_is_not_announced(tmp_path: Path, status: Status) -> None:
     # The training exits in the instant between our scan and our signal: the scan is replayed stale. It stays
     # a zombie (not reaped), so its pid cannot be reused by another process meanwhile.
     finished = subprocess.Popen(["sleep", "60"])
@@ -169,6 +169,35 @@ def test_a_training_that_cannot_be_told_is_not_announced_and_its_marker_is_withd
         for proc in (finished, wrapper):
             proc.kill()
             proc.wait()
+
+
+def test_a_training_that_exits_as_the_marker_is_written_gets_the_marker_withdrawn(
+        tmp_path: Path, status: Status, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The training dies (and its shell reaps it) between the permission probe and the SIGTERM: the pidfd
+    # taken before says so (ESRCH), so the marker goes again and nothing is announced.
+    shell = subprocess.Popen(["sh", "-c", f"sleep 60; : echo completed > {tmp_path}/$$.pid"],
+                             start_new_session=True)
+    try:
+        until(lambda: len(descendants(ProcFS().processes(), shell.pid)) == 1, 20, "the training")
+        training = descendants(ProcFS().processes(), shell.pid)[0]
+        real = stopper_module.write_marker
+
+        def dying_then_marked(marker_dir: Path, pid: int) -> Path:
+            os.kill(training, signal.SIGKILL)
+            until(lambda: not Path(f"/proc/{training}").exists(), 20, "the training's reaping")
+            return real(marker_dir, pid)
+
+        monkeypatch.setattr(stopper_module, "write_marker", dying_then_marked)
+        early = stopper(tmp_path)
+        early.act(decide(early))
+        assert early.decision is None and early.marker is None
+        assert not (tmp_path / f"{shell.pid}.pid").exists()  # written, then withdrawn
+        assert early.conclude("trial-raced", status.address, budget=5) == 0 and status.recorder.calls == 0
+        assert shell.wait(timeout=20) == 0  # the wrapper stand-in itself was never signalled
+    finally:
+        if shell.poll() is None:
+            os.killpg(shell.pid, signal.SIGKILL)
+            shell.wait()
 
 
 def test_without_a_marker_the_training_is_not_stopped(tmp_path: Path, status: Status) -> None:
