@@ -125,13 +125,14 @@ class FileTail:
             return block
         kept, repeats = record_new(self._handed, self._base, block, start)
         self.repeats += repeats
-        return kept
+        return bytes(kept)
 
     def _end_line(self) -> bytes | None:
         """The file ended (rotation, truncation, rewrite, true end): its unterminated last line, without a
         newline; None when there is none. A partial line not read to the end of its file is dropped."""
         carry, self._carry = self._carry, b""
         pieces, self._in_pieces = self._in_pieces, False
+        self._note(carry)  # still read: the next check compares it where it stands
         if pieces:  # the line's head is out already: end it, whatever is left
             return carry if self._at_end else b""
         if not carry or not self._at_end:
@@ -217,7 +218,7 @@ class FileTail:
         except (FileNotFoundError, NotADirectoryError):
             return False, b""  # moved away, not recreated yet: the old file is drained, wait for the new one
         if (stat.st_dev, stat.st_ino) != self._identity:
-            kind: str | None = "rotation"  # the loop goes on with the new file from its start
+            kind = "rotation"  # the loop goes on with the new file from its start
         elif self._regular and stat.st_size < self._pos:
             kind = "truncation"
         else:
