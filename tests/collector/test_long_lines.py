@@ -100,3 +100,33 @@ def test_run_a_5_mb_progress_bar_line(bar5: tuple[Path, int], tmp_path: Path) ->
 @pytest.mark.slow
 def test_run_a_50_mb_line_without_newline(bar50: tuple[Path, int], tmp_path: Path) -> None:
     check_run(bar50, tmp_path)
+
+
+def check_sidecar(bar: tuple[Path, int], tmp_path: Path) -> None:
+    from katib_metrics.collector.dbmanager import serve
+    from katib_metrics.collector.report import get_observation_log
+
+    path, updates = bar
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    os.symlink(path, logs / "metrics.log")
+    (logs / "7.pid").write_text("completed\n")  # the training ended before the sidecar started: read it all now
+    server = serve("127.0.0.1:0", tmp_path / "db.sqlite")
+    try:
+        status, rss, _, err = measured(sys.executable, "-m", "katib_metrics", "collect", "-t", "bar", "-m", "loss",
+                                       "-s-db", server.address, "-path", str(logs / "metrics.log"))
+        assert status == 0, err
+        rows = get_observation_log(server.address, "bar", timeout=60)
+    finally:
+        server.stop(grace=1)
+    assert rss < LIMIT_KIB, f"sidecar peak RSS {rss // 1024} MiB"
+    assert [row.value for row in rows] == [value(i) for i in range(updates)]
+
+
+def test_sidecar_a_5_mb_progress_bar_line(bar5: tuple[Path, int], tmp_path: Path) -> None:
+    check_sidecar(bar5, tmp_path)
+
+
+@pytest.mark.slow
+def test_sidecar_a_50_mb_line_without_newline(bar50: tuple[Path, int], tmp_path: Path) -> None:
+    check_sidecar(bar50, tmp_path)
