@@ -139,3 +139,38 @@ def test_wake_ends_a_wait(tmp_path: Path) -> None:
         assert time.monotonic() - start < 10.0
     finally:
         source.close()
+
+
+def test_a_file_rewritten_in_place_every_epoch_is_read_each_time(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.log"
+    tail, got = FileTail(path), []
+    for epoch in range(5):  # open(path, "w") every epoch: same inode, same size
+        with path.open("w") as out:
+            out.write(f"epoch={epoch} accuracy=0.{epoch}\n")
+        got += lines(tail)
+    assert got == [f"epoch={e} accuracy=0.{e}" for e in range(5)]
+    assert tail.rewrites == 4
+
+
+def test_copytruncate_then_a_burst_larger_than_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.log"
+    path.write_text("".join(f"value={i}\n" for i in range(200)))
+    tail = FileTail(path)
+    got = lines(tail)
+    os.truncate(path, 0)
+    with path.open("a") as out:
+        out.write("".join(f"value={i}\n" for i in range(200, 600)))
+    got += lines(tail)
+    assert got == [f"value={i}" for i in range(600)]
+
+
+def test_a_same_size_change_between_the_windows_is_found_at_flush(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.log"
+    path.write_text("a=1\nb=2\nc=3\n")
+    tail = FileTail(path, full_check=0, window=4)
+    assert lines(tail) == ["a=1", "b=2", "c=3"]
+    path.write_text("a=1\nb=7\nc=3\n")  # first and last 4 bytes unchanged
+    assert lines(tail) == []
+    assert tail.flush() == b""
+    assert lines(tail) == ["b=7"]  # read again; a=1 and c=3 were handed over at the same offsets
+    assert tail.repeats == 2
