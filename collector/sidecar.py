@@ -137,6 +137,10 @@ class Sidecar:
             return EXIT_REPORT_FAILED
         log.info("Metrics reported: %d rows for trial %s in %d request(s), %.3fs", done.rows, s.trial_name,
                  done.requests, done.seconds)
+        late = self.store.row_count - (self.store.cut if self.store.cut is not None else self.store.row_count)
+        if late > 0:  # the final read overran the grace period and went on while the report was sent
+            log.warning("%d rows read after the final report began were not reported; these metrics may be "
+                        "incomplete: %s", late, ", ".join(s.spec.metric_names) or "every metric")
         self._diagnose()
         if self.early is not None:  # the final report precedes SetTrialStatus (Katib's order)
             return self.early.conclude(s.trial_name, s.earlystop, budget=s.report_timeout)

@@ -76,6 +76,7 @@ class MetricStore:
         self._spilled_unread = 0
         self._collected = 0
         self._taken = 0
+        self.cut: int | None = None  # rows collected when the last `all_rows()` walk began
         self._wanted: int | None = None  # what a `wait_unreported` waits for: wake it only then
 
     def add(self, logs: Sequence[MetricLog]) -> None:
@@ -129,16 +130,17 @@ class MetricStore:
         self._spilled_unread += len(self._rows)
         self._rows = []
 
-    def _read_spilled(self, start: int, limit: int) -> tuple[list[MetricLog], int]:
+    def _read_spilled(self, start: int, limit: int, end: int | None = None) -> tuple[list[MetricLog], int]:
         """Up to `limit` spilled rows from offset `start`, and the offset after the last one."""
         assert self._spill is not None
         rows: list[MetricLog] = []
         at = start
-        while len(rows) < limit and at < self._write_at:
-            data = os.pread(self._spill.fileno(), min(_READ_SIZE, self._write_at - at), at)
+        end = self._write_at if end is None else end
+        while len(rows) < limit and at < end:
+            data = os.pread(self._spill.fileno(), min(_READ_SIZE, end - at), at)
             lines = data.split(b"\n")
             if len(lines) == 1:  # one row longer than a read: read on until its newline
-                data = os.pread(self._spill.fileno(), self._write_at - at, at)
+                data = os.pread(self._spill.fileno(), end - at, at)
                 lines = data.split(b"\n")
             lines.pop()  # after the last newline: a partial row (read again next time) or nothing
             for line in lines[: limit - len(rows)]:
@@ -193,25 +195,22 @@ class MetricStore:
         with self._lock:
             return [] if self._objective_seen else unavailable_rows(self.spec, ())
 
-    def _spilled_rows(self) -> Iterator[MetricLog]:
-        at = self._read_at
-        while True:
-            with self._lock:
-                rows, at = self._read_spilled(at, _READ_SIZE // 64) if self._spill is not None else ([], at)
-            if not rows:
-                return
-            yield from rows
-
     def all_rows(self) -> Iterator[MetricLog]:
         """Everything still to report, in order: spilled rows, rows in memory, then the unavailable row.
 
-        Meant for the end of collection (nothing is added or taken meanwhile); it takes nothing.
+        One consistent cut, taken when the walk starts: rows added meanwhile (a final read that overran
+        the grace period) are neither walked nor able to make rows of the cut disappear. It takes nothing.
         """
-        yield from self._spilled_rows()
         with self._lock:
-            in_memory = list(self._rows)
+            at, end, in_memory = self._read_at, self._write_at, list(self._rows)
+            final = [] if self._objective_seen else unavailable_rows(self.spec, ())
+            self.cut = self._collected
+        while at < end:
+            with self._lock:
+                rows, at = self._read_spilled(at, _READ_SIZE // 64, end) if self._spill is not None else ([], end)
+            yield from rows
         yield from in_memory
-        yield from self.final_rows()
+        yield from final
 
     def chunks(self, size: int) -> Iterator[list[MetricLog]]:
         """`all_rows()` in lists of at most `size` rows (never more than one list in memory)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -137,3 +138,29 @@ def test_spilled_rows_longer_than_one_read_come_back(tmp_path: Path) -> None:
     assert store.take(2) == long[:2]
     assert list(store.all_rows()) == long[2:]
     store.close()
+
+
+class _HookedLock:
+    """The store's lock, running `hook` before each acquisition from the walk (to force an interleaving)."""
+
+    def __init__(self, lock: threading.Lock, hook: Callable[[], None]) -> None:
+        self.lock, self.hook, self.count = lock, hook, 0
+
+    def __enter__(self) -> None:
+        self.count += 1
+        if self.count == 2:  # the walk's second look at the store: the pipeline adds (and spills) first
+            self.hook()
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def test_rows_added_while_the_final_walk_runs_do_not_hide_rows_of_the_cut(tmp_path: Path) -> None:
+    spec = CollectorSpec(("loss",))
+    store = MetricStore(spec, memory_rows=3, spill_dir=tmp_path)
+    store.add([MetricLog("t", "loss", "0"), MetricLog("t", "loss", "1")])
+    hooked = _HookedLock(store._lock, lambda: store.add([MetricLog("t", "loss", "2")]))  # spills all three
+    store._lock = hooked  # type: ignore[assignment]
+    assert list(store.all_rows()) == [MetricLog("t", "loss", "0"), MetricLog("t", "loss", "1")]
+    assert store.cut == 2
