@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -69,15 +70,17 @@ def collect_main(argv: list[str], prog: str) -> int:
     from katib_metrics.collector.sidecar import run_sidecar  # gRPC and prometheus_client load only for a real run
 
     waker = Waker()
+    terminated = threading.Event()
 
     def terminate(signum: int, frame: FrameType | None) -> None:
         waker.wake()
+        terminated.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, terminate)
     _tune_gc()
     try:
-        return run_sidecar(settings, waker)
+        return run_sidecar(settings, waker, terminated=terminated)
     finally:
         waker.close()
 

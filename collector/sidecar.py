@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from katib_metrics.collector.settings import Settings
 from katib_metrics.collector.shipper import Shipper
 from katib_metrics.collector.stopper import early_stop_for
 from katib_metrics.collector.store import MetricStore
+from katib_metrics.collector.termguard import FinalReportGuard
 from katib_metrics.parsers.model import FileFormat
 from katib_metrics.parsers.stats import ParseStats, Skipped
 
@@ -82,6 +84,7 @@ class Sidecar:
     waker: Waker
     table: ProcessTable | None = None
     clock: Callable[[], float] = time.monotonic
+    terminated: threading.Event = field(default_factory=threading.Event)  # set by the SIGTERM handler
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -129,8 +132,10 @@ class Sidecar:
             log.warning("%d more skipped lines/values were not logged", self.skips.suppressed)
         budget = s.report_timeout if grace_ends is None else min(s.report_timeout,
                                                                   max(grace_ends - self.clock(), 0.1))
+        guard = FinalReportGuard(self.terminated, s.grace_period, EXIT_REPORT_FAILED, lambda: self._unsent(shipper))
         try:
-            done = shipper.finish(budget)
+            with guard:
+                done = shipper.finish(budget)
         except ReportError as err:
             log.error("%s", err)
             self._diagnose()
@@ -147,14 +152,24 @@ class Sidecar:
         return EXIT_OK
 
 
+    def _unsent(self, shipper: Shipper) -> str:
+        s = self.settings
+        return (f"{max(self.store.row_count - shipper.shipped, 0)} rows of trial {s.trial_name} "
+                f"({', '.join(s.spec.metric_names) or 'every metric'}) not acknowledged by the db-manager at "
+                f"{s.db_manager}")
+
     def _diagnose(self) -> None:
         """After the report, which must not wait for advice: why a metric is unavailable, in the pod's log."""
         s = self.settings
         log_diagnosis(log, s.spec, str(s.path or ""), self.store.summaries(), regex_timeout=s.regex_timeout)
 
 
-def run_sidecar(settings: Settings, waker: Waker, *, table: ProcessTable | None = None) -> int:
-    """Collect, wait, report; returns the exit status."""
+def run_sidecar(settings: Settings, waker: Waker, *, table: ProcessTable | None = None,
+                terminated: threading.Event | None = None) -> int:
+    """Collect, wait, report; returns the exit status. `terminated`: set by the SIGTERM handler."""
     for warning in settings.warnings:
         log.warning("%s", warning)
-    return Sidecar(settings, waker, table).run()
+    sidecar = Sidecar(settings, waker, table)
+    if terminated is not None:
+        sidecar.terminated = terminated
+    return sidecar.run()
