@@ -110,9 +110,14 @@ def measure(name: str, argv: list[str]) -> Timing:
     return Timing(name, seconds, usage.ru_maxrss / 1024, out.strip().splitlines()[-1] if out.strip() else "")
 
 
+def count_lines(path: str) -> int:
+    with open(path, "rb") as data:
+        return sum(1 for _ in data)
+
+
 def run_case(label: str, path: str) -> list[Timing]:
     size = os.path.getsize(path) / (1 << 20)
-    print(f"\n## {label}: {size:.0f} MiB, {sum(1 for _ in open(path, 'rb')):,} lines", flush=True)
+    print(f"\n## {label}: {size:.0f} MiB, {count_lines(path):,} lines", flush=True)
     katib = [sys.executable, shutil.which("katib-metrics") or "katib-metrics"]
     if not shutil.which("katib-metrics"):
         katib = [sys.executable, "-m", "katib_metrics"]

@@ -43,7 +43,12 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from katib_metrics.collector.metrics_server import MetricsServer, MetricsServerError, serve_metrics, start_metrics_server
+from katib_metrics.collector.metrics_server import (
+    MetricsServer,
+    MetricsServerError,
+    serve_metrics,
+    start_metrics_server,
+)
 from katib_metrics.collector.report.observer import ReportOutcome
 from katib_metrics.parsers.model import UNAVAILABLE, MetricSummary, ObjectiveType, Strategy
 from katib_metrics.parsers.numbers import format_number, parse_go_float

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
 from katib_metrics.collector.report._generated import api_pb2
 from katib_metrics.collector.report.client import MAX_BYTES_PER_REQUEST, MAX_ROWS_PER_REQUEST, open_channel
 from katib_metrics.collector.report.retry import RETRYABLE_CODES, CallFailed, Clock, RetryPolicy, code_name

@@ -9,7 +9,13 @@ from typing import Any
 
 from katib_metrics.injector.config import CollectorConfig, KatibConfig
 from katib_metrics.injector.errors import DeniedError
-from katib_metrics.injector.trial import DEFAULT_PROMETHEUS_PATH, DEFAULT_PROMETHEUS_PORT, Algorithm, CollectorKind, Trial
+from katib_metrics.injector.trial import (
+    DEFAULT_PROMETHEUS_PATH,
+    DEFAULT_PROMETHEUS_PORT,
+    Algorithm,
+    CollectorKind,
+    Trial,
+)
 
 __all__ = [
     "COLLECTOR_NAMES",

@@ -10,9 +10,9 @@ from katib_metrics import version
 
 # Subcommand → (module, function). Imported lazily so `parse` never pays for gRPC or YAML.
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "parse": ("katib_metrics.parsers.cli", "main", "parse a metrics log, JSON lines or event directory and print the metrics"),
+    "parse": ("katib_metrics.parsers.cli", "main", "parse a log, JSON lines or event directory and print the metrics"),
     "check": ("katib_metrics.parsers.check_cli", "main", "will a Katib Experiment collect its objective? (from a log)"),
-    "collect": ("katib_metrics.collector.cli", "collect_main", "the sidecar: Katib's collector flags, reports over gRPC"),
+    "collect": ("katib_metrics.collector.cli", "collect_main", "the sidecar: Katib's collector flags, report via gRPC"),
     "run": ("katib_metrics.collector.cli", "run_main", "run a training command locally and collect its metrics"),
     "trials": ("katib_metrics.collector.trials_cli", "main", "the trials of the local store, best objective first"),
     "show": ("katib_metrics.collector.show_cli", "main", "a trial's metrics (several side by side): table, JSON, plot"),

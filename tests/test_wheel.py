@@ -23,7 +23,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, str]:
         else:
             shutil.copy2(ROOT / name, src / name)
     out = tmp_path_factory.mktemp("dist")
-    build = "from setuptools import build_meta; print(build_meta.build_wheel(%r))" % str(out)
+    build = f"from setuptools import build_meta; print(build_meta.build_wheel({str(out)!r}))"
     result = subprocess.run([sys.executable, "-W", "default", "-c", build], cwd=src, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -8,9 +8,9 @@ from typing import Any
 
 import grpc
 import pytest
+
 from katib_metrics.collector.report._generated import api_pb2
 from katib_metrics.parsers.timestamps import parse_rfc3339
-
 from tests.collector.grpc_doubles import RecordingDBManager, start_server
 
 

@@ -147,7 +147,7 @@ def test_port_in_use_is_one_line_without_grpcs_own_log(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        address = "127.0.0.1:%d" % taken.getsockname()[1]
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
         done = subprocess.run([sys.executable, "-m", "katib_metrics", "db-manager", "--listen", address,
                                "--db", str(tmp_path / "obs.db")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 1

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from katib_metrics.collector.earlystop import Comparison, Decision, RuleEngine, RuleWatch, StopRule, parse_stop_rules
 from katib_metrics.collector.flags import UsageError, parse_sidecar_flags
 from katib_metrics.collector.lifecycle import ProcessInfo

@@ -18,6 +18,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from katib_metrics.collector.dbmanager import RunningServer, serve
 from katib_metrics.collector.earlystop import Comparison, RuleEngine, StopRule, parse_stop_rules
 from katib_metrics.collector.lifecycle import ProcFS
@@ -28,7 +29,6 @@ from katib_metrics.collector.stopper import EarlyStop, TreeKill, descendants
 from katib_metrics.collector.store import MetricStore
 from katib_metrics.parsers.model import CollectorSpec, FileFormat, MetricLog, ObjectiveType
 from katib_metrics.parsers.stats import ParseStats
-
 from tests.collector.grpc_doubles import RecordingEarlyStopping, free_port, start_server
 
 ROOT = Path(__file__).resolve().parents[2]

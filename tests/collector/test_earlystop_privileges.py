@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from katib_metrics.collector.dbmanager import RunningServer, serve
 from katib_metrics.collector.report import get_observation_log
-
 from tests.collector.grpc_doubles import RecordingEarlyStopping, free_port, start_server
 from tests.collector.test_earlystop_integration import ROOT, metrics_up, until, wrapped
 

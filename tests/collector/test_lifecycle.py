@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from katib_metrics.collector.lifecycle import (
     MainProcesses,
     Outcome,

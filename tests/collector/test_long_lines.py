@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-
 LIMIT_KIB = 100 * 1024
 UPDATE = "\rEpoch 1:  12%|####      | {i}/70000 [00:04<00:05, 98.1it/s, loss={v}]"
 MEASURE = (

@@ -12,13 +12,13 @@ import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import katib_metrics
 from katib_metrics.collector import push
 from katib_metrics.collector.dbmanager import RunningServer, serve
 from katib_metrics.collector.report import RetryPolicy, get_observation_log
 from katib_metrics.parsers.numbers import parse_go_float
 from katib_metrics.parsers.timestamps import parse_rfc3339
-
-import katib_metrics
 from tests.collector.grpc_doubles import RecordingDBManager, free_port
 from tests.collector.push_doubles import QueryableRecorder, serving, trial_env
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+
+from katib_metrics import MetricsReporter
 from katib_metrics.collector.dbmanager import serve
 from katib_metrics.collector.push_values import PushError
 from katib_metrics.collector.report import get_observation_log
-
-from katib_metrics import MetricsReporter
 from tests.collector.grpc_doubles import RecordingDBManager, free_port
 from tests.collector.push_doubles import QueryableRecorder, serving, trial_env
 

@@ -14,13 +14,13 @@ import grpc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from katib_metrics.collector.push_send import Batch, PushChannel, deliver
 from katib_metrics.collector.push_values import Stamper
 from katib_metrics.collector.report import RetryPolicy
 from katib_metrics.collector.report._generated import api_pb2
 from katib_metrics.collector.report.retry import CallFailed
 from katib_metrics.parsers.model import MetricLog
-
 from tests.collector.grpc_doubles import FakeClock
 
 # What happens to one call: (stored?, answer). The answer None is OK.

@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from katib_metrics.collector.dbmanager import serve
 from katib_metrics.collector.report import get_observation_log
 

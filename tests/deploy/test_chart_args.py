@@ -57,7 +57,7 @@ def local_args(container: Manifest, objects: list[Manifest], files: dict[str, Pa
 
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_rendered_args_start_the_real_injector(helm: Helm, tmp_path: Path, scenario: str) -> None:
-    pytest.importorskip("katib_metrics.injector.serve_cli", reason="`injector serve` (helper D) is not in this tree yet")
+    pytest.importorskip("katib_metrics.injector.serve_cli", reason="`injector serve` is not in this tree")
     if scenario == "bootstrap" and not all(flag in serve_help() for flag in BOOTSTRAP_FLAGS):
         pytest.skip(
             "`injector serve` has no certificate bootstrap options (--cert-bootstrap-secret, "

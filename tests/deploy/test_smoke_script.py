@@ -114,7 +114,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def injector_port(tmp_path_factory: pytest.TempPathFactory, pki: dict[str, Path]) -> Iterator[int]:
-    pytest.importorskip("katib_metrics.injector.serve_cli", reason="`injector serve` (helper D) is not in this tree yet")
+    pytest.importorskip("katib_metrics.injector.serve_cli", reason="`injector serve` is not in this tree")
     directory = tmp_path_factory.mktemp("injector")
     (directory / "katib-config.yaml").write_text(KATIB_CONFIG, encoding="utf-8")
     (directory / "kubeconfig").write_text(KUBECONFIG, encoding="utf-8")

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from katib_metrics.parsers.check_pitfalls import capture_groups, pitfalls
 from katib_metrics.parsers.check_rules import katib_errors
 from katib_metrics.parsers.experiment import experiment_from_object

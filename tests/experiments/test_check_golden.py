@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from katib_metrics.parsers.check_cli import main
 
 CASES = Path(__file__).resolve().parents[1] / "check_golden"

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from katib_metrics.injector.config import CollectorConfig
 from katib_metrics.injector.sidecar import SidecarOptions, sidecar_args
 from katib_metrics.injector.trial import Trial

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from katib_metrics.collector.dbmanager import serve
 from katib_metrics.collector.report import get_observation_log
 

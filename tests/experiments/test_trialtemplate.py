@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from katib_metrics.parsers.experiment import experiment_from_object
 from katib_metrics.parsers.experiment_file import load_experiment
 from katib_metrics.parsers.trialtemplate import TemplateError, expand_kubelet, local_command, substitute

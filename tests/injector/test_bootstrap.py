@@ -302,8 +302,8 @@ def test_serve_listens_unready_until_the_bootstrap_can_finish(api: FakeApiServer
 
 
 def test_serve_without_certificate_options_is_a_usage_error() -> None:
-    result = subprocess.run([sys.executable, "-m", "katib_metrics.injector.cli", "serve", "--cert-bootstrap-secret", "x"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, "-m", "katib_metrics.injector.cli", "serve",
+                             "--cert-bootstrap-secret", "x"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "needs --webhook-config" in result.stderr and "Traceback" not in result.stderr
     result = subprocess.run([sys.executable, "-m", "katib_metrics.injector.cli", "serve"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)

@@ -12,11 +12,11 @@ from typing import Any
 import jsonpatch
 import kubernetes_validate
 import pytest
+
 from katib_metrics.injector.config import KatibConfig
 from katib_metrics.injector.mutate import Resolved, mutate_pod
 from katib_metrics.injector.sidecar import SidecarOptions
 from katib_metrics.injector.trial import Trial
-
 from tests.injector import factories as f
 from tests.injector.apiserver import FakeApiServer
 from tests.injector.test_server import Webhook, review

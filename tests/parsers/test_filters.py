@@ -10,7 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from katib_metrics.parsers.errors import FilterError
-from katib_metrics.parsers.filters import DefaultFilter, FilterTimeout, compile_filters, split_katib_filters, translate_re2
+from katib_metrics.parsers.filters import (
+    DefaultFilter,
+    FilterTimeout,
+    compile_filters,
+    split_katib_filters,
+    translate_re2,
+)
 from katib_metrics.parsers.model import DEFAULT_FILTER
 
 FAR = time.monotonic() + 3600
