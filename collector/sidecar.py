@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from katib_metrics.collector.diagnostics import log_diagnosis
 from katib_metrics.collector.exposition import CollectorMetrics, MetricsServerError, serve_metrics
@@ -78,6 +79,24 @@ def _log_outcome(result: WaitResult) -> None:
         log.warning("%s; reporting what was collected", result.detail)
 
 
+class Drains(Protocol):
+    def stop(self, timeout: float | None = None) -> bool: ...
+
+
+def final_read(pipeline: Drains, grace_ends: float | None, terminated: threading.Event, grace: float,
+               clock: Callable[[], float]) -> tuple[bool, float | None]:
+    """The final drain: unbounded while nobody asks us to stop, then bounded by the grace period.
+
+    Returns whether it finished, and when the grace period ends (None: no SIGTERM so far)."""
+    while grace_ends is None:
+        if pipeline.stop(timeout=0.5):
+            return True, None
+        if terminated.is_set():
+            grace_ends = clock() + grace
+            log.warning("terminated during the final read: %.0fs (--grace-period) left to read and report", grace)
+    return pipeline.stop(timeout=max(grace_ends - clock(), 0.0)), grace_ends
+
+
 @dataclass
 class Sidecar:
     settings: Settings
@@ -126,7 +145,8 @@ class Sidecar:
     def _finish(self, pipeline: Pipeline, shipper: Shipper, result: WaitResult) -> int:
         s = self.settings
         grace_ends = self.clock() + s.grace_period if result.outcome is Outcome.INTERRUPTED else None
-        if not pipeline.stop(timeout=None if grace_ends is None else grace_ends - self.clock()):
+        read, grace_ends = final_read(pipeline, grace_ends, self.terminated, s.grace_period, self.clock)
+        if not read:
             log.warning("the final read did not finish within the grace period; reporting what was read")
         if self.skips.suppressed:
             log.warning("%d more skipped lines/values were not logged", self.skips.suppressed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -58,3 +59,42 @@ def test_a_report_that_ends_before_any_signal_is_unaffected(tmp_path: Path) -> N
     assert status == 0, err
     assert dbm.all_rows()[0][1:] == ("loss", "0.5")
     assert "terminated" not in err
+
+
+
+class EndlessDrain:
+    """A final read that never ends (a file that keeps growing), until the time given runs out."""
+
+    def __init__(self) -> None:
+        self.timeouts: list[float | None] = []
+
+    def stop(self, timeout: float | None = None) -> bool:
+        self.timeouts.append(timeout)
+        return False
+
+
+def test_a_final_read_is_unbounded_until_sigterm_then_bounded_by_the_grace_period() -> None:
+    from katib_metrics.collector.sidecar import final_read
+
+    terminated, drain, now = threading.Event(), EndlessDrain(), [100.0]
+
+    def stop(timeout: float | None = None) -> bool:
+        drain.timeouts.append(timeout)
+        if len(drain.timeouts) == 3:
+            terminated.set()  # the kubelet's SIGTERM arrives during the third slice
+        now[0] += 0.5
+        return False
+
+    drain.stop = stop  # type: ignore[method-assign]
+    finished, grace_ends = final_read(drain, None, terminated, 20.0, lambda: now[0])
+    assert not finished and grace_ends == 101.5 + 20.0
+    assert drain.timeouts[:3] == [0.5, 0.5, 0.5] and drain.timeouts[3] == 20.0  # never None: never unbounded
+    assert len(drain.timeouts) == 4
+
+
+def test_a_final_read_after_sigterm_is_bounded_at_once() -> None:
+    from katib_metrics.collector.sidecar import final_read
+
+    drain = EndlessDrain()
+    assert final_read(drain, 105.0, threading.Event(), 20.0, lambda: 100.0) == (False, 105.0)
+    assert drain.timeouts == [5.0]
