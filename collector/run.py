@@ -176,7 +176,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
         return 1
     try:
         proc = subprocess.Popen(options.command, env={**env, **pushed.env},
-                                stdout=subprocess.PIPE if capture else None,
+                                stdout=subprocess.PIPE if capture else (2 if options.output == "json" else None),
                                 stderr=subprocess.STDOUT if capture else None)
     except OSError as error:
         pushed.stop()

@@ -144,3 +144,13 @@ def test_metrics_from_a_file_and_usage_errors(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "(x" in bad.stderr and "Traceback" not in bad.stderr
     absent = run("--", "/nonexistent/cmd", db=tmp_path / "obs.db")
     assert absent.returncode == 127 and "/nonexistent/cmd" in absent.stderr
+
+
+def test_output_json_keeps_stdout_for_the_json_when_metrics_come_from_a_file(tmp_path: Path) -> None:
+    metrics = tmp_path / "m.log"
+    metrics.write_text("loss=0.5\n")
+    done = run("--trial", "file-json", "--path", str(metrics), "-m", "loss", "--output", "json", "--",
+               "echo", "the training's own output", db=tmp_path / "obs.db")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["observation"]["metrics"][0]["latest"] == "0.5"
+    assert "the training's own output" in done.stderr  # still shown, on stderr
