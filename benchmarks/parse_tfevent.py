@@ -138,7 +138,7 @@ def child(reader: str, path: pathlib.Path) -> None:
 
 
 def run_child(reader: str, path: pathlib.Path) -> dict[str, Any]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONWARNINGS="ignore")
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
     command = [sys.executable, __file__, "--child", reader, str(path)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
@@ -155,7 +155,7 @@ def main() -> None:
     if args.child:
         child(args.child[0], pathlib.Path(args.child[1]))
         return
-    sys.path.insert(0, str(ROOT))
+
     print(f"{'style':8} {'reader':6} {'events':>9} {'ev/s wall':>11} {'ev/s cpu':>11} {'peak RSS':>10}")
     for style in STYLES:
         path = args.workdir / f"{style}-{args.events}" / "events.out.tfevents.1.bench"

@@ -248,17 +248,17 @@ class RuleWatch:
         self.on_decision = on_decision
         self._said = False  # rules never seen are named once, at the end
 
-    def _seen(self, logs: list[MetricLog]) -> list[MetricLog]:
+    def _seen(self, logs: Sequence[MetricLog]) -> Sequence[MetricLog]:
         decision = self.engine.observe(logs)
         if decision is not None:
             log.info("early stopping: every rule holds: %s", decision.describe())
             self.on_decision(decision)
         return logs
 
-    def read(self) -> list[MetricLog]:
+    def read(self) -> Sequence[MetricLog]:
         return self._seen(self.source.read())
 
-    def flush(self) -> list[MetricLog]:
+    def flush(self) -> Sequence[MetricLog]:
         """The end of the input (the pipeline's final drain): rules that could never hold are named."""
         logs = self._seen(self.source.flush())
         self._name_rules_never_seen()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -167,7 +167,7 @@ class Pipeline:
             self._progress.notify_all()
         return moved
 
-    def _guarded(self, read: Callable[[], list[MetricLog]]) -> list[MetricLog]:
+    def _guarded(self, read: Callable[[], Sequence[MetricLog]]) -> Sequence[MetricLog]:
         try:
             return read()
         except OSError as err:  # policy: unreadable now (permissions, a vanished mount) may heal; retry later
@@ -177,7 +177,7 @@ class Pipeline:
                 self._last_problem = problem
             return []
 
-    def _add(self, logs: list[MetricLog]) -> None:
+    def _add(self, logs: Sequence[MetricLog]) -> None:
         self.store.add(logs)
         with self._progress:
             self.batches += 1

@@ -13,7 +13,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, BinaryIO, NoReturn, cast
 
 from katib_metrics.parsers.check_pitfalls import pitfalls
@@ -105,21 +105,22 @@ def _collect(spec: CollectorSpec, log: str, stats: ParseStats, keep: HeadKeeper 
     from katib_metrics.parsers.observation import unavailable_rows
     from katib_metrics.parsers.strategies import Reducer
 
-    reducer, seen = Reducer(spec), set[str]()
+    reducer = Reducer(spec)
     for logs in _batches(spec, log, stats, keep):
-        seen.update(row.name for row in logs)
         reducer.add_all(logs)
-    reducer.add_all(unavailable_rows(spec, seen))
+    reducer.add_all(unavailable_rows(spec, reducer.seen()))
     return reducer.summaries()
 
 
 def _batches(spec: CollectorSpec, log: str, stats: ParseStats, keep: HeadKeeper | None
-             ) -> Iterator[list[MetricLog]]:
+             ) -> Iterator[Sequence[MetricLog]]:
     """The rows of the log, a block at a time (standard input through `keep`, which holds its head)."""
     if spec.format is FileFormat.TFEVENT:
-        from katib_metrics.parsers.tfevent import read_event_dir
+        from katib_metrics.parsers.tfevent import EventDirReader
 
-        yield list(read_event_dir(log, spec, stats, None))
+        reader = EventDirReader(log, spec, stats)
+        yield from reader.iter_batches()
+        reader.report_incomplete_tails()
         return
     with cast(BinaryIO, keep) if keep is not None else open(log, "rb") as stream:
         if spec.format is FileFormat.PROMETHEUS:

@@ -9,8 +9,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
-from operator import itemgetter
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
 from katib_metrics.parsers.diagnosis import DEFAULT_MAX_BYTES
@@ -44,7 +43,6 @@ FORMATS = {
     "prometheus": FileFormat.PROMETHEUS,
 }
 MAX_WARNINGS = 20
-_NAME = itemgetter(1)
 
 EXAMPLES = """\
 examples:
@@ -209,11 +207,13 @@ class _Warnings:
 def _batches(
     spec: CollectorSpec, path: str, stats: ParseStats, warn: _Warnings, text_parser: TextParser | None,
     keep: HeadKeeper | None = None,
-) -> Iterator[list[MetricLog]]:
+) -> Iterator[Sequence[MetricLog]]:
     if spec.format is FileFormat.TFEVENT:
-        from katib_metrics.parsers.tfevent import read_event_dir  # protobuf is only needed for event files
+        from katib_metrics.parsers.tfevent import EventDirReader  # protobuf is only needed for event files
 
-        yield list(read_event_dir(path, spec, stats, warn))
+        reader = EventDirReader(path, spec, stats, warn)
+        yield from reader.iter_batches()  # a file chunk at a time: memory stays flat
+        reader.report_incomplete_tails()
         return
     with cast(BinaryIO, keep) if keep is not None else _open(path) as stream:
         if text_parser is not None:
@@ -241,7 +241,7 @@ class _JsonOut:
         self.out, self.first = out, True
         out.write('{"metric_logs": [')
 
-    def add_all(self, logs: list[MetricLog]) -> None:
+    def add_all(self, logs: Sequence[MetricLog]) -> None:
         if logs:
             self.out.write(("" if self.first else ", ") + ", ".join(json.dumps(log.to_dict()) for log in logs))
             self.first = False
@@ -252,14 +252,14 @@ class _JsonOut:
                        + ', "diagnosis": ' + json.dumps(diagnosis or []) + "}\n")
 
 
-def _collect(spec: CollectorSpec, batches: Iterable[list[MetricLog]], reducer: Reducer, out: _JsonOut | None) -> None:
-    seen: set[str] = set()
+def _collect(
+    spec: CollectorSpec, batches: Iterable[Sequence[MetricLog]], reducer: Reducer, out: _JsonOut | None
+) -> None:
     for logs in batches:
-        seen.update(map(_NAME, logs))
-        reducer.add_all(logs)
+        reducer.add_all(logs)  # event files' rows are numbers until written: the table never writes them
         if out is not None:
             out.add_all(logs)
-    rows = unavailable_rows(spec, seen)
+    rows = unavailable_rows(spec, reducer.seen())
     reducer.add_all(rows)
     if out is not None:
         out.add_all(rows)

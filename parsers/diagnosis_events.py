@@ -22,6 +22,7 @@ __all__ = ["EventTags", "diagnose_events", "read_tags"]
 
 DEFAULT_EVENT_BYTES = 64 << 20
 _MAX_TAGS = 2000
+_CHUNK = 1 << 20
 _PREFERRED_DIRS = ("validation", "val", "valid", "eval", "test")
 
 
@@ -40,31 +41,41 @@ class EventTags:
 
 
 def read_tags(root: str, max_bytes: int = DEFAULT_EVENT_BYTES) -> EventTags:
-    """The tags of the event files under `root`, reading at most `max_bytes` of them."""
-    from katib_metrics.parsers.tfdecode import decode_records
+    """The tags of the event files under `root`, reading at most `max_bytes` of them, a chunk at a time."""
     from katib_metrics.parsers.tfevent import list_event_files
-    from katib_metrics.parsers.tfrecord import scan_records
 
     found = EventTags()
     budget = max_bytes
     for relpath, _size in list_event_files(root):
         found.files += 1
-        reldir = relpath.rpartition("/")[0]
-        try:
-            with open(os.path.join(root, relpath), "rb") as stream:
-                data = stream.read(max(budget, 0))
-        except OSError:
-            continue
-        budget -= len(data)
-        records = scan_records(data).records
-        decoded = decode_records(records, {}, lambda tag: (tag,))
-        found.events += decoded.events
-        for (tag,) in decoded.names:
-            if tag in found.scalars or len(found.scalars) < _MAX_TAGS:
-                found.scalars.setdefault(tag, Counter())[reldir] += 1
-        for _, tag, why in decoded.not_scalars:
-            found.non_scalars.setdefault(tag, (reldir, why))
+        if budget > 0:
+            try:
+                budget -= _read_file_tags(os.path.join(root, relpath), relpath.rpartition("/")[0], budget, found)
+            except OSError:
+                continue
     return found
+
+
+def _read_file_tags(path: str, reldir: str, budget: int, found: EventTags) -> int:
+    """Add the tags of one file's first `budget` bytes to `found`; the bytes read."""
+    from katib_metrics.parsers.tfdecode import decode_records
+    from katib_metrics.parsers.tfrecord import scan_records
+
+    read, carry, resyncing = 0, b"", False
+    with open(path, "rb") as stream:
+        while read < budget and (chunk := stream.read(min(_CHUNK, budget - read))):
+            read += len(chunk)
+            buf = carry + chunk if carry else chunk
+            scan = scan_records(buf, resyncing=resyncing)
+            carry, resyncing = buf[scan.resume :], scan.resyncing
+            decoded = decode_records(scan.records, {}, lambda tag: (tag,))
+            found.events += decoded.events
+            for (tag,) in decoded.names:
+                if tag in found.scalars or len(found.scalars) < _MAX_TAGS:
+                    found.scalars.setdefault(tag, Counter())[reldir] += 1
+            for _, tag, why in decoded.not_scalars:
+                found.non_scalars.setdefault(tag, (reldir, why))
+    return read
 
 
 def _count(root: str, name: str) -> int:
@@ -81,6 +92,8 @@ def diagnose_events(spec: CollectorSpec, root: str, summaries: Sequence[MetricSu
     """Diagnoses for the unavailable metrics of `spec` and for bare names merged across directories."""
     missing = unavailable_names(spec, summaries)
     available = [name for name in spec.metric_names if name not in missing]
+    if not missing and not (any("/" not in name for name in available) and _several_directories(root)):
+        return []  # nothing to explain, and no bare name can have merged series: no need to read the files
     tags = read_tags(root)
     if tags.files == 0:
         where = f"{root} does not exist" if not os.path.isdir(root) else f"{root} holds no event files"
@@ -90,6 +103,12 @@ def diagnose_events(spec: CollectorSpec, root: str, summaries: Sequence[MetricSu
     out = [_missing(root, tags, name, spec.metric_names) for name in missing]
     out += [d for name in available if (d := _merged(root, tags, name)) is not None]
     return out
+
+
+def _several_directories(root: str) -> bool:
+    from katib_metrics.parsers.tfevent import list_event_files
+
+    return len({relpath.rpartition("/")[0] for relpath, _ in list_event_files(root)}) > 1
 
 
 def _missing(root: str, tags: EventTags, name: str, requested: Sequence[str]) -> Diagnosis:

@@ -8,6 +8,7 @@ streaming: memory is one small record per metric, whatever the number of rows.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import compress
@@ -16,6 +17,7 @@ from operator import itemgetter
 from katib_metrics.parsers.model import UNAVAILABLE, CollectorSpec, MetricLog, MetricSummary
 from katib_metrics.parsers.numbers import PLAIN_FLOAT as _PLAIN_FLOAT
 from katib_metrics.parsers.numbers import parse_go_float, plain_floats
+from katib_metrics.parsers.scalars import BatchSummary, ScalarRows
 from katib_metrics.parsers.timestamps import Instant, parse_rfc3339
 
 __all__ = ["Reducer", "reduce_logs"]
@@ -67,6 +69,18 @@ class _Running:
         if self.latest_at is None or _not_after(self.latest_at, at):
             self.latest, self.latest_at = value_text, at
 
+    def merge(self, part: BatchSummary) -> None:
+        """A batch reduced on its own (`ScalarRows.summaries`): the state adding its rows one by one leaves."""
+        low, high = _value_of(part.min_text), _value_of(part.max_text)
+        if low is not None and high is not None:
+            if self.min_text == UNAVAILABLE or low < self.min_value:
+                self.min_text, self.min_value = part.min_text, low
+            if self.max_text == UNAVAILABLE or high > self.max_value:
+                self.max_text, self.max_value = part.max_text, high
+            self.count += part.count
+        if self.latest_at is None or _not_after(self.latest_at, part.latest_at):
+            self.latest, self.latest_at = part.latest, part.latest_at
+
     def add_batch(self, texts: list[str], stamps: list[str]) -> None:
         """`add` for each pair in order, with the per-row work done by C builtins where the rows allow."""
         values = plain_floats(texts) if len(texts) > _SMALL_BATCH else None
@@ -96,18 +110,35 @@ _SMALL_BATCH = 8
 
 
 _FIELDS = [itemgetter(i) for i in range(3)]
+
+
 def _last_latest(stamps: list[str]) -> int | None:
     """Index of the last row with the latest stamp, when all stamps have one UTC shape (text order is time
     order, see `_not_after`); None when the rows need comparing one by one."""
     first = stamps[0]
     size = len(first)
     if size < 20 or first[-1] != "Z" or first[10] != "T" or first[13] != ":" or set(map(len, stamps)) != {size}:
-        return None
+        return _last_canonical(stamps)
     joined = "".join(stamps)  # equal lengths: a stride picks one position of every stamp
     if joined[10::size].strip("T") or joined[13::size].strip(":") or joined[size - 1 :: size].strip("Z") \
             or joined[19::size].strip(first[19]):
         return None
     return max(reversed(range(len(stamps))), key=stamps.__getitem__)
+
+
+def _last_canonical(stamps: list[str]) -> int | None:
+    """`_last_latest` for UTC stamps of several lengths whose fraction has no trailing zero (event files'
+    stamps): one instant has one text, and with `Z` read as a character below `.` and the digits, text
+    order is time order (`:20Z` < `:20.5Z` < `:20.52Z` < `:20.6Z`)."""
+    joined = "\n".join(stamps)
+    if not _CANONICAL_UTC.fullmatch(joined):
+        return None
+    keys = joined.replace("Z", "!").split("\n")
+    return max(reversed(range(len(keys))), key=keys.__getitem__)
+
+
+_UTC_STAMP = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d*[1-9])?Z"
+_CANONICAL_UTC = re.compile(rf"{_UTC_STAMP}(?:\n{_UTC_STAMP})*", re.ASCII)
 
 
 class Reducer:
@@ -128,19 +159,31 @@ class Reducer:
 
     def add_all(self, logs: Iterable[MetricLog]) -> None:
         """Rows in order; each metric's rows are picked out with C builtins and reduced in one batch."""
+        if isinstance(logs, ScalarRows) and (parts := logs.summaries()) is not None:
+            for part in parts:
+                if (running := self._running(part.name)) is not None:
+                    running.merge(part)
+            return
         rows = logs if isinstance(logs, list) else list(logs)
         if not rows:
             return
         stamps, names, texts = (list(map(_FIELDS[i], rows)) for i in range(3))
-        metrics = self._metrics
         for name in dict.fromkeys(names):
-            running = metrics.get(name)
-            if running is None:
-                if self._fixed:
-                    continue
-                running = metrics[name] = _Running()
+            if (running := self._running(name)) is None:
+                continue
             mine = list(map(name.__eq__, names))
             running.add_batch(list(compress(texts, mine)), list(compress(stamps, mine)))
+
+    def _running(self, name: str) -> _Running | None:
+        """The running record of `name`; None for a name not requested (when names were)."""
+        running = self._metrics.get(name)
+        if running is None and not self._fixed:
+            running = self._metrics[name] = _Running()
+        return running
+
+    def seen(self) -> set[str]:
+        """The names that had at least one row (valid or not)."""
+        return {name for name, running in self._metrics.items() if running.latest_at is not None}
 
     def summaries(self) -> list[MetricSummary]:
         """One entry per requested metric in `-m` order (or per metric found, in order of appearance)."""

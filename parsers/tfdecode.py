@@ -67,6 +67,10 @@ class Decoded:
     def wall_times(self) -> list[float]:
         return _little_endian("d", b"".join(self.raw_walls)).tolist()
 
+    def floats(self) -> list[float]:
+        """The values of an `all_float32` batch, as floats (exact: a float32 fits a float64)."""
+        return _little_endian("f", b"".join(self.values)).tolist()  # type: ignore[arg-type]
+
     def texts(self) -> list[str]:
         """The value texts, in order."""
         if self.all_float32:

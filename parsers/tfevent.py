@@ -28,16 +28,15 @@ Rules (DESIGN difference 7 and "Precise rules"):
 
 from __future__ import annotations
 
-import datetime
 import itertools
-import math
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
+from katib_metrics.parsers.model import CollectorSpec, MetricLog
+from katib_metrics.parsers.scalars import ScalarRows, StampFormatter
 from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
 from katib_metrics.parsers.tfdecode import decode_records
 from katib_metrics.parsers.tfrecord import BadRegion, scan_records
@@ -46,9 +45,7 @@ __all__ = ["EVENT_FILE_MARK", "EventDirReader", "read_event_dir"]
 
 EVENT_FILE_MARK: Final = "tfevents"
 CHUNK_SIZE: Final = 1 << 20
-_EPOCH: Final = datetime.datetime(1970, 1, 1)
-_MIN_WALL_TIME: Final = -62_135_596_800.0  # 0001-01-01T00:00:00Z
-_MAX_WALL_TIME: Final = 253_402_300_800.0  # 10000-01-01T00:00:00Z
+_new_log = tuple.__new__
 
 
 def read_event_dir(
@@ -90,13 +87,13 @@ class EventDirReader:
         self._files: dict[str, _FileState] = {}
         self._matchers: dict[str, _Matcher] = {}  # by directory relative to the root
         self._unlistable_dirs: set[str] = set()
-        self._stamp = _StampFormatter()
+        self._stamp = StampFormatter()
 
     def poll(self) -> list[MetricLog]:
         """The rows that became readable since the last call."""
         return list(itertools.chain.from_iterable(self.iter_batches()))
 
-    def iter_batches(self) -> Iterator[list[MetricLog]]:
+    def iter_batches(self) -> Iterator[Sequence[MetricLog]]:
         """Like `poll()`, lazily: the rows of one chunk of one file at a time (memory stays bounded)."""
         for relpath, size in list_event_files(self.root, self._unlistable):
             state = self._files.get(relpath)
@@ -130,7 +127,7 @@ class EventDirReader:
                 detail = f"{state.relpath}: incomplete record of {state.pending} bytes at the end of the file"
                 self._skip(state.offset, detail)
 
-    def _read_file(self, state: _FileState) -> Iterator[list[MetricLog]]:
+    def _read_file(self, state: _FileState) -> Iterator[Sequence[MetricLog]]:
         path = os.path.join(self.root, state.relpath)
         try:
             with open(path, "rb") as file:
@@ -147,7 +144,7 @@ class EventDirReader:
         except OSError as err:
             self._skip(state.offset, f"{state.relpath}: cannot read: {err.strerror or err}")
 
-    def _read_buffer(self, state: _FileState, buf: bytes) -> list[MetricLog]:
+    def _read_buffer(self, state: _FileState, buf: bytes) -> Sequence[MetricLog]:
         """Decode the complete records of `buf` (file bytes from `state.offset`); advance the state."""
         base = state.offset
         scan = scan_records(buf, resyncing=state.resyncing)
@@ -159,7 +156,7 @@ class EventDirReader:
         state.resyncing = scan.resyncing
         return rows
 
-    def _decode(self, state: _FileState, records: list[bytes], offsets: list[int], base: int) -> list[MetricLog]:
+    def _decode(self, state: _FileState, records: list[bytes], offsets: list[int], base: int) -> Sequence[MetricLog]:
         """Rows of the wanted scalars in `records`, formatted a batch at a time."""
         decoded = decode_records(records, state.matcher.known, state.matcher.names_for)
         for index, detail in decoded.bad_events:
@@ -171,20 +168,17 @@ class EventDirReader:
                 )
                 self._record(skip)
         self.stats.lines += decoded.events
-        texts = decoded.texts()
-        stamps = self._stamp.many(decoded.wall_times())
-        return self._rows(stamps, decoded.names, texts)
-
-    def _rows(self, stamps: list[str], names: list[tuple[str, ...]], texts: list[str]) -> list[MetricLog]:
-        counts = Counter(names)
         values = self.stats.values
-        for key, count in counts.items():
+        for key, count in Counter(decoded.names).items():
             for name in key:
                 values[name] += count
-        if len(counts) == 1 and len(key := next(iter(counts))) == 1:
-            return list(map(MetricLog, stamps, itertools.repeat(key[0], len(stamps)), texts))
+        if decoded.all_float32:  # numbers until someone reads the rows (see `parsers.scalars`)
+            return ScalarRows(decoded.wall_times(), decoded.names, decoded.floats(), self._stamp)
+        stamps = self._stamp.many(decoded.wall_times())
+        texts = decoded.texts()
         return [
-            MetricLog(stamp, name, text) for stamp, key, text in zip(stamps, names, texts, strict=True) for name in key
+            _new_log(MetricLog, (stamp, name, text))
+            for stamp, key, text in zip(stamps, decoded.names, texts, strict=True) for name in key
         ]
 
     def _skip_region(self, state: _FileState, base: int, region: BadRegion) -> None:
@@ -276,43 +270,3 @@ class _Matcher:
             return False
         wanted = tuple(part for part in directory.split("/") if part)
         return not wanted or self._dir_parts[-len(wanted) :] == wanted
-
-
-class _StampFormatter:
-    """Wall time (float seconds) → `2023-11-14T22:13:20.123457Z`; remembers each second's text."""
-
-    __slots__ = ("_prefixes",)
-
-    def __init__(self) -> None:
-        self._prefixes: dict[int, str] = {}
-
-    def __call__(self, wall_time: float) -> str:
-        return self.many([wall_time])[0]
-
-    def many(self, wall_times: list[float]) -> list[str]:
-        """The time stamps of `wall_times`, in order (a loop with no calls in the common case)."""
-        prefixes = self._prefixes
-        if len(prefixes) > 4096:
-            prefixes.clear()
-        out: list[str] = []
-        append = out.append
-        low, high = _MIN_WALL_TIME, _MAX_WALL_TIME
-        floor = math.floor
-        for wall_time in wall_times:
-            if not low <= wall_time < high:
-                append(ZERO_TIME)  # NaN, infinite or outside years 1-9999: no usable time of its own
-                continue
-            second = floor(wall_time)
-            micro = round((wall_time - second) * 1e6)  # the subtraction is exact; `wall_time * 1e6` is not
-            if micro == 1_000_000:
-                second, micro = second + 1, 0
-            prefix = prefixes.get(second)
-            if prefix is None:
-                prefix = prefixes[second] = (_EPOCH + datetime.timedelta(seconds=second)).isoformat()
-            if micro % 10:
-                append(f"{prefix}.{micro:06d}Z")
-            elif micro:
-                append(f"{prefix}.{micro:06d}".rstrip("0") + "Z")
-            else:
-                append(prefix + "Z")
-        return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from katib_metrics.parsers.model import MetricLog
@@ -34,11 +35,11 @@ class BlockSource(Protocol):
 class LogSource(Protocol):
     """MetricLogs as they appear; the same contract as `BlockSource` one stage later."""
 
-    def read(self) -> list[MetricLog]:
+    def read(self) -> Sequence[MetricLog]:
         """New logs; empty only when nothing new is available (not merely nothing with a metric)."""
         ...
 
-    def flush(self) -> list[MetricLog]: ...
+    def flush(self) -> Sequence[MetricLog]: ...
 
     def wait(self, timeout: float) -> None: ...
 

@@ -7,7 +7,7 @@ hands the rows over one file chunk at a time, so memory stays bounded on huge ev
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from katib_metrics.collector.sources.watch import DirWatcher
@@ -27,9 +27,9 @@ class EventDirSource:
         self.reader = EventDirReader(path, spec, stats, on_skip)
         self.watcher = DirWatcher(path, recursive=True, poll_interval=poll_interval,
                                   force_polling=force_polling)
-        self._batches: Iterator[list[MetricLog]] | None = None
+        self._batches: Iterator[Sequence[MetricLog]] | None = None
 
-    def read(self) -> list[MetricLog]:
+    def read(self) -> Sequence[MetricLog]:
         """The next rows; empty only when every event file has been read as far as it is complete."""
         if self._batches is None:
             self._batches = self.reader.iter_batches()

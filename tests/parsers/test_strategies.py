@@ -164,3 +164,23 @@ def test_batched_fast_path_equals_row_by_row(rows: list[tuple[str, str, str]]) -
         one_by_one.add(log)
     batched.add_all(logs)
     assert batched.summaries() == one_by_one.summaries()
+
+
+# Stamps as event files write them: one text per instant (no trailing zero in the fraction), several lengths.
+EVENT_STAMPS = st.sampled_from([
+    "2024-01-01T00:00:01Z", "2024-01-01T00:00:01.5Z", "2024-01-01T00:00:01.25Z", "2024-01-01T00:00:01.000001Z",
+    "2024-01-01T00:00:02Z", "2023-12-31T23:59:59.999999Z", "2024-01-01T00:00:01.05Z", "2024-01-01T00:00:01.5Z",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(EVENT_STAMPS, st.just("a"), st.sampled_from(["0.5", "1", "-2", "3", "7"])),
+                min_size=9, max_size=60), st.sampled_from([None, "2024-01-01T00:00:01.5Z", "2024-01-01T00:00:01.50Z"]))
+def test_stamps_of_several_lengths_equal_row_by_row(rows: list[tuple[str, str, str]], odd: str | None) -> None:
+    spec = CollectorSpec(metric_names=("a",))
+    logs = [MetricLog(*row) for row in rows] + ([MetricLog(odd, "a", "9")] if odd else [])
+    one_by_one, batched = Reducer(spec), Reducer(spec)
+    for log in logs:
+        one_by_one.add(log)
+    batched.add_all(logs)
+    assert batched.summaries() == one_by_one.summaries()

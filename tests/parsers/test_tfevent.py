@@ -24,7 +24,8 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 from katib_metrics.parsers._generated import katib_tfevent_pb2 as pb
 from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
 from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason
-from katib_metrics.parsers.tfevent import EventDirReader, _StampFormatter, read_event_dir
+from katib_metrics.parsers.scalars import StampFormatter
+from katib_metrics.parsers.tfevent import EventDirReader, read_event_dir
 from katib_metrics.parsers.tfrecord import masked_crc32c
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -227,7 +228,7 @@ def test_time_stamps_round_the_exact_wall_time_to_the_nearest_microsecond(wall_t
     second, micro = divmod(int(micros), 1_000_000)
     expected = (datetime.datetime(1970, 1, 1) + datetime.timedelta(seconds=second)).isoformat()
     expected += f".{micro:06d}".rstrip("0").rstrip(".") + "Z"
-    assert _StampFormatter()(wall_time) == expected
+    assert StampFormatter()(wall_time) == expected
 
 
 def test_a_flipped_byte_loses_one_record_and_is_counted(tmp_path: pathlib.Path) -> None:
