@@ -1,6 +1,6 @@
-"""Dense logs: lines cut from one template (`<time> epoch=N loss=X acc=Y`) are matched in one C-speed pass.
+"""One learnt line shape (`<time> epoch=N loss=X acc=Y`): a regex whose matches yield exactly Katib's matches.
 
-Used by the block scanner for Katib's default filter. A template is learnt from one line: its default-filter
+Used by `parsers.templates` for Katib's default filter. A template is learnt from one line: its default-filter
 matches become literal names with value groups between the line's own literal separators, and everything
 before the first match is a free "head" (the time stamp and any prefix, no `=`). Every line the template
 matches yields exactly the matches Katib's filter finds (the module's property test compares the two):
@@ -10,50 +10,60 @@ matches yields exactly the matches Katib's filter finds (the module's property t
 - separators are the learnt line's own text, which held no match there, so it holds none anywhere;
 - a separator never starts with a character a value could take, so the greedy value ends where Katib's does.
 
-A block is taken this way only if the matched lines account for every occurrence of every wanted name in the
-block (any other line that might hold one sends the whole block down the exact path), every wanted value is a
-number (a skip must name its line), and every head's time stamp can be judged from the head alone.
+A head that is a Go RFC3339Nano token (Katib's own time stamp rule) is matched by a regex that accepts exactly
+the tokens Go accepts, calendar included, so its time stamps need no second look; other heads are judged
+by `head_stamps`. Only wanted values are captured.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
-from itertools import chain, repeat
-from operator import itemgetter
 
 from katib_metrics.parsers.filters import default_filter_spans
-from katib_metrics.parsers.model import MetricLog
-from katib_metrics.parsers.numbers import plain_floats
-from katib_metrics.parsers.timestamps import all_go_rfc3339nano, line_timestamp
+from katib_metrics.parsers.timestamps import all_go_rfc3339nano, is_go_rfc3339nano, line_timestamp
 
-__all__ = ["MAX_LINE", "MAX_PAIRS", "LineTemplate"]
+__all__ = ["MAX_LINE", "MAX_PAIRS", "RFC3339_TOKEN", "LineTemplate", "head_stamps"]
 
 MAX_LINE = 4096
 MAX_PAIRS = 64
 
 # Katib's value group restricted to values with a mantissa digit: on those it matches the same text, and a line
-# whose value is not a number does not fit the template, so its block goes the exact way (which names the line).
-_VALUE = rb"([+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[Ee][+-]?\d+)?)"
-_HEAD = rb"(?m)^((?:[^=\n]*[^=\n\w|-])?)"
+# whose value is not a number does not fit the template (it is parsed line by line, which names it). Possessive
+# throughout: a value is followed by a literal that cannot start with a value character, so the value is the
+# whole run of value characters and giving any back never helps (and backtracking state costs a third).
+_NUMBER = rb"[+-]?+(?:\d++(?:\.\d++)?+|\.\d++)(?:[Ee][+-]?+\d++)?+"
+# Go's RFC3339Nano with the calendar spelt out (30-day months, February, leap years): what `is_go_rfc3339nano`
+# accepts, as one regex (a test compares them on every date of 400 years).
+_LEAP_YEAR = rb"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[048]|[2468][048]|[13579][26])00)"
+_DATE = (rb"(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+         rb"|02-(?:0[1-9]|1[0-9]|2[0-8]))|" + _LEAP_YEAR + rb"-02-29)")
+RFC3339_TOKEN = (_DATE + rb"T(?:[01]?[0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:[.,][0-9]+)?"
+                 rb"(?:Z|[+-](?:[01][0-9]|2[0-4]):(?:[0-5][0-9]|60))")
+_RFC_HEAD = b"(" + RFC3339_TOKEN + b") "
+_FREE_HEAD = rb"((?:[^=\n]*[^=\n\w|-])?)"
+_TOKEN_HEAD = rb"([^\s=]+ )"
+_NO_HEAD = rb"()"
+_TOKEN_HEAD_TEXT = re.compile(r"([^\s=]+) ", re.ASCII)
 _MAY_START_A_TIME = frozenset(b"0123456789[")
-_NO_OVERFLOW = 300  # digits: a plain decimal this short cannot overflow float64
-_TOKEN_HEAD = rb"(?m)^([^\s=]+ )"
-_EMPTY_HEAD = rb"(?m)^()"
-_TOKEN_HEAD_TEXT = re.compile(r"[^\s=]+ ", re.ASCII)
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_|-")
 _VALUE_CHARS = frozenset("0123456789.eE+-")
-_new_log = tuple.__new__
 
 
 class LineTemplate:
-    """The shape of one line: literal text and names, with the values (and the head) left free."""
+    """The shape of one line: literal text and names, with the values (and the head) left free.
 
-    def __init__(self, pattern: bytes, names: list[str], literals: list[bytes], wanted: dict[str, bytes]) -> None:
-        self.regex = re.compile(pattern)
+    `pattern` is the line's regex without its `^` anchor; its groups are the head, then one per wanted value
+    (`wanted_names`, in line order). `rfc_head`: the head group is exactly a Go RFC3339Nano token."""
+
+    def __init__(self, pattern: bytes, names: list[str], literals: list[bytes], wanted: dict[str, bytes],
+                 rfc_head: bool) -> None:
+        self.pattern = pattern
+        self.regex = re.compile(b"(?m)^" + pattern)
         self.names = names
-        self.wanted_positions = [(index, name) for index, name in enumerate(names) if name in wanted]
+        self.wanted_names = [name for name in names if name in wanted]
         self.per_line = {name: sum(chunk.count(raw) for chunk in literals) for name, raw in wanted.items()}
+        self.rfc_head = rfc_head
+        self.groups = 1 + len(self.wanted_names)
 
     @classmethod
     def learn(cls, line: bytes, wanted: dict[str, bytes]) -> LineTemplate | None:
@@ -68,49 +78,35 @@ class LineTemplate:
         head = text[: spans[0][0]]
         if "=" in head or head[-1:] in _NAME_CHARS:
             return None
-        # No head, or a `<token> ` head (a time stamp, then the metrics): patterns that cannot backtrack.
-        first = _EMPTY_HEAD if not head else _TOKEN_HEAD if _TOKEN_HEAD_TEXT.fullmatch(head) else _HEAD
+        token = _TOKEN_HEAD_TEXT.fullmatch(head)
+        rfc_head = token is not None and is_go_rfc3339nano(token.group(1))
+        # Heads that cannot backtrack when they can: none, an RFC3339 token, any `<token> `.
+        first = _NO_HEAD if not head else _RFC_HEAD if rfc_head else _TOKEN_HEAD if token else _FREE_HEAD
         pattern, literals, names = [first], [], []
         for index, (name_start, name_end, value_start, value_end) in enumerate(spans):
             follow = text[value_end : spans[index + 1][0]] if index + 1 < len(spans) else text[value_end:]
             if follow[:1] in _VALUE_CHARS or (index + 1 < len(spans) and (not follow or follow[-1] in _NAME_CHARS)):
                 return None
             literal = line[name_start:value_start]
-            literals += [literal, line[value_end : value_end + len(follow)]]
+            after = line[value_end : value_end + len(follow)]
+            literals += [literal, after]
             names.append(text[name_start:name_end])
-            pattern += [re.escape(literal), _VALUE, re.escape(line[value_end : value_end + len(follow)])]
+            value = b"(%s)" % _NUMBER if names[-1] in wanted else b"(?:%s)" % _NUMBER
+            pattern += [re.escape(literal), value, re.escape(after)]
         pattern.append(rb"$")
-        return cls(b"".join(pattern), names, literals, wanted)
-
-    def extract(self, block: bytes, wanted: dict[str, bytes], default_time: str,
-                values: Counter[str]) -> list[MetricLog] | None:
-        """Every wanted MetricLog of `block`, or None when the block must take the exact path."""
-        found = self.regex.findall(block)
-        if not found or any(block.count(raw) != len(found) * self.per_line[name] for name, raw in wanted.items()):
-            return None
-        positions = self.wanted_positions
-        columns = [list(map(bytes.decode, map(itemgetter(index + 1), found))) for index, _ in positions]
-        every = list(chain.from_iterable(columns))
-        joined = "".join(every)
-        if ("e" in joined or "E" in joined or max(map(len, every)) > _NO_OVERFLOW) and plain_floats(every) is None:
-            return None  # an exponent (or a huge number) may overflow float64, which Go rejects
-        stamps = _stamps(list(map(itemgetter(0), found)), default_time)
-        if stamps is None:
-            return None
-        per_column = [list(map(_new_log, repeat(MetricLog), zip(stamps, repeat(name), column)))
-                      for (_, name), column in zip(positions, columns, strict=True)]
-        for _, name in positions:
-            values[name] += len(found)
-        return per_column[0] if len(per_column) == 1 else list(chain.from_iterable(zip(*per_column, strict=True)))
+        template = cls(b"".join(pattern), names, literals, wanted, rfc_head)
+        return template if template.regex.match(line) else None  # a value that is no number: no template
 
 
-def _stamps(heads: list[bytes], default_time: str) -> list[str] | None:
+def head_stamps(heads: list[bytes], rfc_head: bool, default_time: str) -> list[str] | None:
     """Each head's time stamp; None when one can only be judged from its whole line."""
+    if rfc_head:
+        return b"\n".join(heads).decode("ascii").split("\n")  # Katib's rule: the token, verbatim
     if not any(heads):
         return [default_time] * len(heads)  # lines that start with their metrics carry no time of their own
     tokens = _single_tokens(heads)
     if tokens is not None and all_go_rfc3339nano(tokens):
-        return tokens  # Katib's rule on every line: the first token, verbatim
+        return tokens
     stamps: list[str] = []
     for head in heads:
         if head and head[0] in _MAY_START_A_TIME and b" " not in head and b"\t" not in head:

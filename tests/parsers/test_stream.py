@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from katib_metrics.parsers.defaultscan import DefaultFilterScan as _DefaultFilterScan
 from katib_metrics.parsers.lines import iter_lines, make_line_parser
 from katib_metrics.parsers.model import CollectorSpec, FileFormat, MetricLog
-from katib_metrics.parsers.stream import BlockParser, _DefaultFilterScan, scan
+from katib_metrics.parsers.stream import BlockParser, scan
 from katib_metrics.parsers.text import TextParser
 
 

@@ -8,6 +8,7 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from katib_metrics.parsers.defaultscan import DefaultFilterScan
 from katib_metrics.parsers.lines import iter_lines, make_line_parser
 from katib_metrics.parsers.model import CollectorSpec, MetricLog
 from katib_metrics.parsers.stream import BlockParser
@@ -69,40 +70,39 @@ def test_sparse_template_blocks_equal_line_by_line(data: bytes) -> None:
     assert parser.stats.values == expected_values
 
 
+def by_templates(data: bytes, names: tuple[str, ...]) -> list[MetricLog] | None:
+    """The template path alone: None when it refuses the block."""
+    return DefaultFilterScan(TextParser(CollectorSpec(metric_names=names)))._by_templates(data, 1, "Z")
+
+
 def test_a_sparse_block_takes_the_template_path_over_its_metric_lines() -> None:
     noise = b"INFO data loader prefetched a batch of 512 examples from shard 7\n" * 30
     data = b"".join(noise + b"2024-03-04T01:55:%02dZ epoch=%d loss=0.%d accuracy=0.%d\n" % (i, i, i, i)
                     for i in range(40))
     spec = CollectorSpec(metric_names=("loss", "accuracy"))
-    parser = TextParser(spec)
-    blocks = BlockParser(parser)
-    assert blocks._fast is not None
-    assert blocks._fast._by_template(data, "Z") == line_by_line(data, spec)[0]
+    assert by_templates(data, ("loss", "accuracy")) == line_by_line(data, spec)[0]
 
 
 def test_a_regular_block_takes_the_template_path() -> None:
     data = b"".join(b"2024-03-04T01:55:%02dZ epoch=%d loss=0.%d accuracy=0.%d\n" % (i, i, i, i) for i in range(60))
     template = LineTemplate.learn(data.split(b"\n")[0], WANTED)
-    assert template is not None
-    values: Counter[str] = Counter()
-    logs = template.extract(data, WANTED, "Z", values)
+    assert template is not None and template.rfc_head and template.wanted_names == ["loss", "accuracy"]
+    logs = by_templates(data, ("loss", "accuracy"))
     assert logs is not None and len(logs) == 120
     assert logs[:2] == [MetricLog("2024-03-04T01:55:00Z", "loss", "0.0"), MetricLog("2024-03-04T01:55:00Z",
                                                                                     "accuracy", "0.0")]
-    assert values == Counter({"loss": 60, "accuracy": 60})
 
 
-def test_blocks_the_template_cannot_vouch_for_are_refused() -> None:
+def test_blocks_the_templates_cannot_vouch_for_are_refused() -> None:
     line = b"2024-03-04T01:55:00Z epoch=1 loss=0.5 accuracy=0.7\n"
-    template = LineTemplate.learn(line.rstrip(), WANTED)
-    assert template is not None
-    for odd in [b"noise with loss inside\n", b"2024-03-04T01:55:00Z epoch=1 loss= accuracy=0.7\n",
-                b"2024-03-04T01:55:00Z epoch=1 loss=0.5 accuracy=0.7 loss=2\n"]:
-        assert template.extract(line * 5 + odd, WANTED, "Z", Counter()) is None
+    for odd in [b"loss_2024 epoch=1 loss=0.5 accuracy=0.7\n",  # a wanted name in a template line's head
+                b"2024-03-04T01:55:00Z epoch=1 loss=1e999 accuracy=0.7\n"]:  # a value float64 cannot hold
+        assert by_templates(line * 5 + odd, ("loss", "accuracy")) is None
 
 
 def test_lines_without_a_usable_shape_learn_nothing() -> None:
-    for line in [b"no metrics here", b"loss=1-accuracy=2", b"loss=1e accuracy=2", b"x|loss=1", b"loss=2.5e"]:
+    for line in [b"no metrics here", b"loss=1-accuracy=2", b"loss=1e accuracy=2", b"x|loss=1", b"loss=2.5e",
+                 b"epoch=1 loss= accuracy=2", b"a=1 b=2"]:
         assert LineTemplate.learn(line, WANTED) is None
 
 
@@ -110,6 +110,7 @@ def test_lines_that_start_with_their_metrics_take_the_template_path() -> None:
     data = b"".join(b"epoch=%d step=%d loss=0.%d\n" % (i, i, i) for i in range(200))
     template = LineTemplate.learn(data.split(b"\n")[0], {"loss": b"loss"})
     assert template is not None
-    logs = template.extract(data, {"loss": b"loss"}, "2024-01-01T00:00:00Z", Counter())
+    logs = DefaultFilterScan(TextParser(CollectorSpec(metric_names=("loss",))))._by_templates(
+        data, 1, "2024-01-01T00:00:00Z")
     assert logs is not None and len(logs) == 200
     assert {log.time_stamp for log in logs} == {"2024-01-01T00:00:00Z"}

@@ -1,0 +1,202 @@
+"""Blocks whose metric lines come in a few learnt shapes: one C-speed pass over the block, rows in line order.
+
+`TemplateSet` keeps up to `MAX_TEMPLATES` line templates (`parsers.template`) learnt from the stream and
+matches a block against all of them at once: one `findall` of `^(?:T1|T2|...|ODD)`, where the last
+alternative takes any other line that holds a wanted name (an "odd" line: a warning that mentions `loss`, a
+value that is no number, a JSON line, a shape not learnt). Odd lines go to the caller's exact line-by-line
+path, which gets their true line numbers on demand; the rows of all lines come out in line order.
+
+A block is taken this way only if the lines account for every occurrence of every wanted name in the block
+(template lines by the names in their literal text, odd lines by their whole text): an occurrence anywhere
+else (in a template line's head) sends the block down the exact path. So do an exponent or a huge number
+that may overflow float64 (Go rejects it, and the skip must name its line) and a head whose time stamp can
+only be judged from its whole line. Odd lines teach new shapes: a few are tried per block, and a block that
+learnt one is matched again.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from itertools import chain, compress, repeat
+from operator import itemgetter
+
+from katib_metrics.parsers.model import MetricLog
+from katib_metrics.parsers.numbers import plain_floats
+from katib_metrics.parsers.template import LineTemplate, head_stamps
+
+__all__ = ["MAX_TEMPLATES", "OddRows", "TemplateSet"]
+
+MAX_TEMPLATES = 8
+MAX_ROUNDS = 3  # shapes learnt per block, each followed by one more pass
+MAX_TRIES = 16  # odd lines tried as a new shape per round
+_NO_OVERFLOW = 300  # digits: a plain decimal this short cannot overflow float64
+_new_log = tuple.__new__
+
+# The exact rows of odd lines, one list per line, given the lines and a function from an odd line's index to
+# its line number (computed only when called: a skip must name its line).
+OddRows = Callable[[list[bytes], Callable[[int], int]], list[list[MetricLog]]]
+Rows = list[MetricLog]
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Rows are tuples of strings, which hold no cycles: creating millions of them need not trigger the cycle
+    collector (it would traverse each young row once, doubling the cost of building them)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class TemplateSet:
+    """Learnt line shapes of one stream and the one regex that matches them all."""
+
+    def __init__(self, wanted: dict[str, bytes]) -> None:
+        self.wanted = wanted
+        self.templates: list[LineTemplate] = []
+        self.used: list[int] = []  # lines each template matched in the last block
+        names = sorted(wanted.values(), key=len, reverse=True)
+        self._odd = b"([^\n]*?(?:%s)[^\n]*)" % b"|".join(map(re.escape, names))
+        self._compile()
+
+    def _compile(self) -> None:
+        parts = [template.pattern for template in self.templates] + [self._odd]
+        self.regex = re.compile(b"(?m)^(?:%s)" % b"|".join(parts))
+        self.offsets = [sum(template.groups for template in self.templates[:i]) for i in range(len(self.templates))]
+
+    def extract(self, text: bytes, default_time: str, values: Counter[str], odd_rows: OddRows,
+                lineno_at: Callable[[int], int]) -> Rows | None:
+        """The wanted MetricLogs of `text` (whole lines), or None when the block must take the exact path.
+        `lineno_at`: the line number of an offset in `text`."""
+        with _gc_paused():
+            for round_ in range(MAX_ROUNDS + 1):
+                kinds, odd, order = self._match(text)
+                self.used = list(map(len, kinds))
+                if not odd or round_ == MAX_ROUNDS or not self._learn(odd):
+                    break
+            if not self._accounted(text, kinds, odd):
+                return None
+            columns = [self._columns(template, matches, offset, default_time)
+                       for template, matches, offset in zip(self.templates, kinds, self.offsets, strict=True)]
+            if None in columns:
+                return None
+            for template, matches in zip(self.templates, kinds, strict=True):
+                for name in template.wanted_names:
+                    values[name] += len(matches)
+            if order is None and not odd:  # one shape: rows straight from the columns, line after line
+                return list(chain.from_iterable(chain.from_iterable(zip(*per, strict=True) for per in columns if per)))
+            groups: list[Sequence[Sequence[MetricLog]]] = [
+                list(zip(*per, strict=True)) if per else [] for per in columns]
+            if odd:
+                groups.append(odd_rows(odd, _OddPlaces(text, odd, lineno_at)))
+            return _merge(groups, order)
+
+    def _match(self, text: bytes) -> tuple[list[list[tuple[bytes, ...]]], list[bytes], list[int] | None]:
+        """Per template its matches, the odd lines, and each line's kind (template index, or len(templates)
+        for odd) in line order; None for the order when all lines are of one kind."""
+        found = self.regex.findall(text)
+        count = len(self.templates)
+        if not count:
+            return [], found, None
+        odd_column = list(map(itemgetter(self.offsets[-1] + self.templates[-1].groups), found))
+        keys = [list(map(itemgetter(offset + 1), found)) for offset in self.offsets]
+        masks = [list(map(bool, column)) for column in keys] + [list(map(bool, odd_column))]
+        sizes = [sum(mask) for mask in masks]
+        kinds = [found if size == len(found) else list(compress(found, mask))
+                 for mask, size in zip(masks[:count], sizes[:count], strict=True)]
+        odd = list(compress(odd_column, masks[-1])) if sizes[-1] else []
+        if max(sizes, default=0) == len(found):
+            return kinds, odd, None
+        most = sizes.index(max(sizes))
+        order = [most] * len(found)
+        for kind, mask in enumerate(masks):
+            if kind != most and sizes[kind]:
+                for index in compress(range(len(found)), mask):
+                    order[index] = kind
+        return kinds, odd, order
+
+    def _learn(self, odd: list[bytes]) -> bool:
+        """Learn the shape of the first odd line that has one; False when none does (or no room is left)."""
+        for line in odd[:MAX_TRIES]:
+            template = LineTemplate.learn(line, self.wanted)
+            if template is not None and all(template.pattern != known.pattern for known in self.templates):
+                break
+        else:
+            return False
+        if len(self.templates) >= MAX_TEMPLATES:  # room is made by a shape that matched nothing lately
+            if 0 not in self.used:
+                return False
+            idle = self.used.index(0)
+            del self.templates[idle], self.used[idle]
+        # The shapes seen most often are tried first.
+        ranked = sorted(zip(self.used, self.templates, strict=True), key=itemgetter(0), reverse=True)
+        self.templates = [known for _, known in ranked] + [template]
+        self.used = [used for used, _ in ranked] + [0]
+        self._compile()
+        return True
+
+    def _accounted(self, text: bytes, kinds: list[list[tuple[bytes, ...]]], odd: list[bytes]) -> bool:
+        """Every occurrence of every wanted name lies in the literal text of a template line or in an odd line."""
+        odd_text = b"\n".join(odd)
+        for name, raw in self.wanted.items():
+            expected = odd_text.count(raw) + sum(len(matches) * template.per_line[name]
+                                                 for template, matches in zip(self.templates, kinds, strict=True))
+            if text.count(raw) != expected:
+                return False
+        return True
+
+    def _columns(self, template: LineTemplate, matches: list[tuple[bytes, ...]], offset: int,
+                 default_time: str) -> list[list[MetricLog]] | None:
+        """The rows of a template's lines, one list per wanted name, or None when a value or a head needs its
+        whole line."""
+        if not matches:
+            return []
+        columns = [b"\n".join(map(itemgetter(offset + 1 + i), matches)).decode("ascii").split("\n")
+                   for i in range(len(template.wanted_names))]
+        every = list(chain.from_iterable(columns))
+        joined = "".join(every)
+        if ("e" in joined or "E" in joined or max(map(len, every)) > _NO_OVERFLOW) and plain_floats(every) is None:
+            return None  # an exponent (or a huge number) may overflow float64, which Go rejects
+        stamps = head_stamps(list(map(itemgetter(offset), matches)), template.rfc_head, default_time)
+        if stamps is None:
+            return None
+        return [list(map(_new_log, repeat(MetricLog), zip(stamps, repeat(name), column, strict=False)))
+                for name, column in zip(template.wanted_names, columns, strict=True)]
+
+
+def _merge(groups: list[Sequence[Sequence[MetricLog]]], order: list[int] | None) -> Rows:
+    """The rows of every line in line order: `order` names each line's kind, each kind's groups are in order."""
+    if order is None:
+        return list(chain.from_iterable(chain.from_iterable(groups)))
+    sources: list[Iterator[Sequence[MetricLog]]] = [iter(group) for group in groups]
+    return list(chain.from_iterable(map(next, map(sources.__getitem__, order))))
+
+
+class _OddPlaces:
+    """Line numbers of the odd lines of a text, found in order and only when asked (a skip names its line)."""
+
+    def __init__(self, text: bytes, lines: list[bytes], lineno_at: Callable[[int], int]) -> None:
+        self.text, self.lines, self.lineno_at = text, lines, lineno_at
+        self.numbers: list[int] = []
+        self.resume = 0  # just after the last odd line placed
+
+    def __call__(self, index: int) -> int:
+        while len(self.numbers) <= index:
+            line = self.lines[len(self.numbers)] + b"\n"
+            # An odd line is the first whole line with its text after the previous one: lines with the same
+            # text in between would be odd lines too (the regex decides a line from its text alone).
+            if self.resume == 0 and self.text.startswith(line):
+                at = 0
+            else:
+                at = self.text.find(b"\n" + line, max(self.resume - 1, 0)) + 1
+                assert at > 0, "an odd line is a line of the text"
+            self.numbers.append(self.lineno_at(at))
+            self.resume = at + len(line)
+        return self.numbers[index]
