@@ -31,7 +31,9 @@ MAX_PAIRS = 64
 # whose value is not a number does not fit the template (it is parsed line by line, which names it). Possessive
 # throughout: a value is followed by a literal that cannot start with a value character, so the value is the
 # whole run of value characters and giving any back never helps (and backtracking state costs a third).
-_NUMBER = rb"[+-]?+(?:\d++(?:\.\d++)?+|\.\d++)(?:[Ee][+-]?+\d++)?+"
+# At most 300 integer digits: a plain decimal that short cannot overflow float64 (longer ones are parsed line by
+# line, where Go's range error is found).
+_NUMBER = rb"[+-]?+(?:\d{1,300}+(?:\.\d++)?+|\.\d++)(?:[Ee][+-]?+\d++)?+"
 # Go's RFC3339Nano with the calendar spelt out (30-day months, February, leap years): what `is_go_rfc3339nano`
 # accepts, as one regex (a test compares them on every date of 400 years).
 _LEAP_YEAR = rb"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[048]|[2468][048]|[13579][26])00)"

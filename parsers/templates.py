@@ -33,7 +33,6 @@ __all__ = ["MAX_TEMPLATES", "OddRows", "TemplateSet"]
 MAX_TEMPLATES = 8
 MAX_ROUNDS = 3  # shapes learnt per block, each followed by one more pass
 MAX_TRIES = 16  # odd lines tried as a new shape per round
-_NO_OVERFLOW = 300  # digits: a plain decimal this short cannot overflow float64
 _new_log = tuple.__new__
 
 # The exact rows of odd lines, one list per line, given the lines and a function from an odd line's index to
@@ -62,8 +61,11 @@ class TemplateSet:
         self.wanted = wanted
         self.templates: list[LineTemplate] = []
         self.used: list[int] = []  # lines each template matched in the last block
-        names = sorted(wanted.values(), key=len, reverse=True)
-        self._odd = b"([^\n]*?(?:%s)[^\n]*)" % b"|".join(map(re.escape, names))
+        names = b"|".join(map(re.escape, sorted(wanted.values(), key=len, reverse=True)))
+        firsts = b"".join(re.escape(raw[:1]) for raw in set(wanted.values()))
+        # Any other line holding a wanted name: characters that cannot start one are skipped in a tight loop,
+        # and the loop stops at the first name (possessive: linear in the line, whatever it holds).
+        self._odd = b"((?:[^\n%s]++|(?!%s)[%s])*+(?:%s)[^\n]*)" % (firsts, names, firsts, names)
         self._compile()
 
     def _compile(self) -> None:
@@ -158,12 +160,13 @@ class TemplateSet:
         whole line."""
         if not matches:
             return []
-        columns = [b"\n".join(map(itemgetter(offset + 1 + i), matches)).decode("ascii").split("\n")
-                   for i in range(len(template.wanted_names))]
-        every = list(chain.from_iterable(columns))
-        joined = "".join(every)
-        if ("e" in joined or "E" in joined or max(map(len, every)) > _NO_OVERFLOW) and plain_floats(every) is None:
-            return None  # an exponent (or a huge number) may overflow float64, which Go rejects
+        texts = [b"\n".join(map(itemgetter(offset + 1 + i), matches)).decode("ascii")
+                 for i in range(len(template.wanted_names))]
+        columns = [text.split("\n") for text in texts]
+        # Without an exponent a value cannot overflow float64: the template takes at most 300 integer digits.
+        if any("e" in text or "E" in text for text in texts) \
+                and plain_floats(list(chain.from_iterable(columns))) is None:
+            return None  # an exponent may overflow float64, which Go rejects (the skip must name its line)
         stamps = head_stamps(list(map(itemgetter(offset), matches)), template.rfc_head, default_time)
         if stamps is None:
             return None
