@@ -123,7 +123,7 @@ def _last_latest(stamps: list[str]) -> int | None:
     if joined[10::size].strip("T") or joined[13::size].strip(":") or joined[size - 1 :: size].strip("Z") \
             or joined[19::size].strip(first[19]):
         return None
-    return max(reversed(range(len(stamps))), key=stamps.__getitem__)
+    return len(stamps) - 1 - stamps[::-1].index(max(stamps))  # the last of the latest
 
 
 def _last_canonical(stamps: list[str]) -> int | None:
@@ -168,8 +168,16 @@ class Reducer:
         if not rows:
             return
         stamps, names, texts = (list(map(_FIELDS[i], rows)) for i in range(3))
-        for name in dict.fromkeys(names):
+        distinct = list(dict.fromkeys(names))
+        size = len(distinct)
+        # Rows that repeat the names in one order (`a b a b ...`, a dense log's lines) are picked by stride.
+        stride = len(names) % size == 0 and all(
+            names[i::size].count(name) * size == len(names) for i, name in enumerate(distinct))
+        for i, name in enumerate(distinct):
             if (running := self._running(name)) is None:
+                continue
+            if stride:
+                running.add_batch(texts[i::size], stamps[i::size])
                 continue
             mine = list(map(name.__eq__, names))
             running.add_batch(list(compress(texts, mine)), list(compress(stamps, mine)))

@@ -166,6 +166,24 @@ def test_batched_fast_path_equals_row_by_row(rows: list[tuple[str, str, str]]) -
     assert batched.summaries() == one_by_one.summaries()
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(UTC_STAMPS), VALUE_TEXTS, VALUE_TEXTS, VALUE_TEXTS), min_size=1, max_size=30),
+       st.sampled_from([("a", "b", "c"), ("b", "a"), ("a",)]), st.integers(min_value=0, max_value=3))
+def test_rows_that_repeat_their_names_equal_row_by_row(
+        lines: list[tuple[str, str, str, str]], names: tuple[str, ...], shuffle: int) -> None:
+    # A dense log's rows (`a b c a b c ...`, picked by stride), or the same with one line's names swapped.
+    logs = [MetricLog(stamp, name, value)
+            for stamp, *values in lines for name, value in zip(names, values[: len(names)], strict=True)]
+    if shuffle and len(logs) > shuffle:
+        logs[shuffle - 1], logs[shuffle] = logs[shuffle], logs[shuffle - 1]
+    spec = CollectorSpec(metric_names=("a", "b", "c"))
+    one_by_one, batched = Reducer(spec), Reducer(spec)
+    for log in logs:
+        one_by_one.add(log)
+    batched.add_all(logs)
+    assert batched.summaries() == one_by_one.summaries()
+
+
 # Stamps as event files write them: one text per instant (no trailing zero in the fraction), several lengths.
 EVENT_STAMPS = st.sampled_from([
     "2024-01-01T00:00:01Z", "2024-01-01T00:00:01.5Z", "2024-01-01T00:00:01.25Z", "2024-01-01T00:00:01.000001Z",
