@@ -69,7 +69,9 @@ class TemplateSet:
         self._compile()
 
     def _compile(self) -> None:
-        parts = [template.pattern for template in self.templates] + [self._odd]
+        # Last, any line at all (a noise line): every line start matches, so the search never steps through a
+        # noise line character by character; its tuple holds only empty groups.
+        parts = [template.pattern for template in self.templates] + [self._odd, rb"[^\n]*+"]
         self.regex = re.compile(b"(?m)^(?:%s)" % b"|".join(parts))
         self.offsets = [sum(template.groups for template in self.templates[:i]) for i in range(len(self.templates))]
 
@@ -96,17 +98,16 @@ class TemplateSet:
                 return list(chain.from_iterable(chain.from_iterable(zip(*per, strict=True) for per in columns if per)))
             groups: list[Sequence[Sequence[MetricLog]]] = [
                 list(zip(*per, strict=True)) if per else [] for per in columns]
-            if odd:
-                groups.append(odd_rows(odd, _OddPlaces(text, odd, lineno_at)))
+            groups.append(odd_rows(odd, _OddPlaces(text, odd, lineno_at)) if odd else [])
             return _merge(groups, order)
 
     def _match(self, text: bytes) -> tuple[list[list[tuple[bytes, ...]]], list[bytes], list[int] | None]:
-        """Per template its matches, the odd lines, and each line's kind (template index, or len(templates)
-        for odd) in line order; None for the order when all lines are of one kind."""
+        """Per template its matches, the odd lines, and each line's kind (template index, len(templates) for odd,
+        one more for noise) in line order; None for the order when the lines with rows are all of one kind."""
         found = self.regex.findall(text)
         count = len(self.templates)
         if not count:
-            return [], found, None
+            return [], list(filter(None, found)), None
         odd_column = list(map(itemgetter(self.offsets[-1] + self.templates[-1].groups), found))
         keys = [list(map(itemgetter(offset + 1), found)) for offset in self.offsets]
         masks = [list(map(bool, column)) for column in keys] + [list(map(bool, odd_column))]
@@ -114,12 +115,16 @@ class TemplateSet:
         kinds = [found if size == len(found) else list(compress(found, mask))
                  for mask, size in zip(masks[:count], sizes[:count], strict=True)]
         odd = list(compress(odd_column, masks[-1])) if sizes[-1] else []
-        if max(sizes, default=0) == len(found):
+        if sum(map(bool, sizes)) <= 1:
             return kinds, odd, None
-        most = sizes.index(max(sizes))
+        noise = len(found) - sum(sizes)
+        most = max(range(len(sizes) + 1), key=[*sizes, noise].__getitem__)
         order = [most] * len(found)
+        if most < len(sizes) and noise:
+            empty = (b"",) * len(found[0])
+            masks.append(list(map(empty.__eq__, found)))
         for kind, mask in enumerate(masks):
-            if kind != most and sizes[kind]:
+            if kind != most:
                 for index in compress(range(len(found)), mask):
                     order[index] = kind
         return kinds, odd, order
@@ -178,7 +183,7 @@ def _merge(groups: list[Sequence[Sequence[MetricLog]]], order: list[int] | None)
     """The rows of every line in line order: `order` names each line's kind, each kind's groups are in order."""
     if order is None:
         return list(chain.from_iterable(chain.from_iterable(groups)))
-    sources: list[Iterator[Sequence[MetricLog]]] = [iter(group) for group in groups]
+    sources: list[Iterator[Sequence[MetricLog]]] = [iter(group) for group in groups] + [repeat(())]  # noise
     return list(chain.from_iterable(map(next, map(sources.__getitem__, order))))
 
 
