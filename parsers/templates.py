@@ -79,27 +79,33 @@ class TemplateSet:
                 lineno_at: Callable[[int], int]) -> Rows | None:
         """The wanted MetricLogs of `text` (whole lines), or None when the block must take the exact path.
         `lineno_at`: the line number of an offset in `text`."""
+        # The matches and columns die with `_extract`'s frame, before the collector runs again: it then
+        # traverses only the rows.
         with _gc_paused():
-            for round_ in range(MAX_ROUNDS + 1):
-                kinds, odd, order = self._match(text)
-                self.used = list(map(len, kinds))
-                if not odd or round_ == MAX_ROUNDS or not self._learn(odd):
-                    break
-            if not self._accounted(text, kinds, odd):
-                return None
-            columns = [self._columns(template, matches, offset, default_time)
-                       for template, matches, offset in zip(self.templates, kinds, self.offsets, strict=True)]
-            if None in columns:
-                return None
-            for template, matches in zip(self.templates, kinds, strict=True):
-                for name in template.wanted_names:
-                    values[name] += len(matches)
-            if order is None and not odd:  # one shape: rows straight from the columns, line after line
-                return list(chain.from_iterable(chain.from_iterable(zip(*per, strict=True) for per in columns if per)))
-            groups: list[Sequence[Sequence[MetricLog]]] = [
-                list(zip(*per, strict=True)) if per else [] for per in columns]
-            groups.append(odd_rows(odd, _OddPlaces(text, odd, lineno_at)) if odd else [])
-            return _merge(groups, order)
+            return self._extract(text, default_time, values, odd_rows, lineno_at)
+
+    def _extract(self, text: bytes, default_time: str, values: Counter[str], odd_rows: OddRows,
+                 lineno_at: Callable[[int], int]) -> Rows | None:
+        for round_ in range(MAX_ROUNDS + 1):
+            kinds, odd, order = self._match(text)
+            self.used = list(map(len, kinds))
+            if not odd or round_ == MAX_ROUNDS or not self._learn(odd):
+                break
+        if not self._accounted(text, kinds, odd):
+            return None
+        columns = [self._columns(template, matches, offset, default_time)
+                   for template, matches, offset in zip(self.templates, kinds, self.offsets, strict=True)]
+        if None in columns:
+            return None
+        for template, matches in zip(self.templates, kinds, strict=True):
+            for name in template.wanted_names:
+                values[name] += len(matches)
+        if order is None and not odd:  # one shape: rows straight from the columns, line after line
+            return list(chain.from_iterable(chain.from_iterable(zip(*per, strict=True) for per in columns if per)))
+        groups: list[Sequence[Sequence[MetricLog]]] = [
+            list(zip(*per, strict=True)) if per else [] for per in columns]
+        groups.append(odd_rows(odd, _OddPlaces(text, odd, lineno_at)) if odd else [])
+        return _merge(groups, order)
 
     def _match(self, text: bytes) -> tuple[list[list[tuple[bytes, ...]]], list[bytes], list[int] | None]:
         """Per template its matches, the odd lines, and each line's kind (template index, len(templates) for odd,
