@@ -176,7 +176,8 @@ class Reducer:
         stride = len(names) % size == 0 and all(
             names[i::size].count(name) * size == len(names) for i, name in enumerate(distinct))
         # Else each row's name as one byte (one pass), and each name's mask a C-speed `translate` of those.
-        codes = b"" if stride or size > len(_ONLY) else bytes(map({n: i for i, n in enumerate(distinct)}.__getitem__, names))
+        code_of = {name: i for i, name in enumerate(distinct)}
+        codes = b"" if stride or size > len(_ONLY) else bytes(map(code_of.__getitem__, names))
         for i, name in enumerate(distinct):
             if (running := self._running(name)) is None:
                 continue
