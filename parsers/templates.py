@@ -87,7 +87,7 @@ class TemplateSet:
     def _extract(self, text: bytes, default_time: str, values: Counter[str], odd_rows: OddRows,
                  lineno_at: Callable[[int], int]) -> Rows | None:
         for round_ in range(MAX_ROUNDS + 1):
-            kinds, odd, order = self._match(text)
+            kinds, odd, layout = self._match(text)
             self.used = list(map(len, kinds))
             if not odd or round_ == MAX_ROUNDS or not self._learn(odd):
                 break
@@ -100,16 +100,15 @@ class TemplateSet:
         for template, matches in zip(self.templates, kinds, strict=True):
             for name in template.wanted_names:
                 values[name] += len(matches)
-        if order is None and not odd:  # one shape: rows straight from the columns, line after line
-            return list(chain.from_iterable(chain.from_iterable(zip(*per, strict=True) for per in columns if per)))
-        groups: list[Sequence[Sequence[MetricLog]]] = [
-            list(zip(*per, strict=True)) if per else [] for per in columns]
-        groups.append(odd_rows(odd, _OddPlaces(text, odd, lineno_at)) if odd else [])
-        return _merge(groups, order)
+        odd_groups = odd_rows(odd, _OddPlaces(text, odd, lineno_at)) if odd else []
+        if layout is None:  # one kind of line: rows straight from the columns, line after line
+            per_line = chain.from_iterable(zip(*per, strict=True) for per in columns if per)
+            return list(chain.from_iterable(chain(per_line, odd_groups)))
+        return layout.merge([per or [] for per in columns], odd_groups)
 
-    def _match(self, text: bytes) -> tuple[list[list[tuple[bytes, ...]]], list[bytes], list[int] | None]:
-        """Per template its matches, the odd lines, and each line's kind (template index, len(templates) for odd,
-        one more for noise) in line order; None for the order when the lines with rows are all of one kind."""
+    def _match(self, text: bytes) -> tuple[list[list[tuple[bytes, ...]]], list[bytes], _Layout | None]:
+        """Per template its matches, the odd lines, and where each kind's lines are (None when the lines with
+        rows are all of one kind)."""
         found = self.regex.findall(text)
         count = len(self.templates)
         if not count:
@@ -121,19 +120,7 @@ class TemplateSet:
         kinds = [found if size == len(found) else list(compress(found, mask))
                  for mask, size in zip(masks[:count], sizes[:count], strict=True)]
         odd = list(compress(odd_column, masks[-1])) if sizes[-1] else []
-        if sum(map(bool, sizes)) <= 1:
-            return kinds, odd, None
-        noise = len(found) - sum(sizes)
-        most = max(range(len(sizes) + 1), key=[*sizes, noise].__getitem__)
-        order = [most] * len(found)
-        if most < len(sizes) and noise:
-            empty = (b"",) * len(found[0])
-            masks.append(list(map(empty.__eq__, found)))
-        for kind, mask in enumerate(masks):
-            if kind != most:
-                for index in compress(range(len(found)), mask):
-                    order[index] = kind
-        return kinds, odd, order
+        return kinds, odd, _Layout(found, masks, sizes) if sum(map(bool, sizes)) > 1 else None
 
     def _learn(self, odd: list[bytes]) -> bool:
         """Learn the shape of the first odd line that has one; False when none does (or no room is left)."""
@@ -185,12 +172,55 @@ class TemplateSet:
                 for name, column in zip(template.wanted_names, columns, strict=True)]
 
 
-def _merge(groups: list[Sequence[Sequence[MetricLog]]], order: list[int] | None) -> Rows:
-    """The rows of every line in line order: `order` names each line's kind, each kind's groups are in order."""
-    if order is None:
-        return list(chain.from_iterable(chain.from_iterable(groups)))
-    sources: list[Iterator[Sequence[MetricLog]]] = [iter(group) for group in groups] + [repeat(())]  # noise
-    return list(chain.from_iterable(map(next, map(sources.__getitem__, order))))
+class _Layout:
+    """Which kind each line of a block is: the masks of each template's lines, then of the odd lines (a noise
+    line is in none). Rows come out in line order."""
+
+    def __init__(self, found: list[tuple[bytes, ...]], masks: list[list[bool]], sizes: list[int]) -> None:
+        self.found, self.masks, self.sizes = found, masks, sizes
+
+    def merge(self, columns: list[list[list[MetricLog]]], odd_groups: list[list[MetricLog]]) -> Rows:
+        major = max(range(len(columns)), key=self.sizes.__getitem__)
+        if (sum(self.sizes) - self.sizes[major]) * 8 <= self.sizes[major]:
+            return self._splice(major, columns, odd_groups)
+        groups: list[Sequence[Sequence[MetricLog]]] = [list(zip(*per, strict=True)) for per in columns]
+        groups.append(odd_groups)
+        sources: list[Iterator[Sequence[MetricLog]]] = [iter(group) for group in groups] + [repeat(())]  # noise
+        return list(chain.from_iterable(map(next, map(sources.__getitem__, self._order()))))
+
+    def _splice(self, major: int, columns: list[list[list[MetricLog]]], odd_groups: list[list[MetricLog]]) -> Rows:
+        """Few lines of other kinds: the major kind's rows are copied in slices between them."""
+        width = len(columns[major])
+        flat = list(chain.from_iterable(zip(*columns[major], strict=True)))
+        sources: list[Iterator[Sequence[MetricLog]]] = [iter(zip(*per, strict=True)) for per in columns]
+        sources.append(iter(odd_groups))
+        others = sorted((index, kind) for kind, mask in enumerate(self.masks) if kind != major and self.sizes[kind]
+                        for index in compress(range(len(mask)), mask))
+        mask = self.masks[major]
+        out: Rows = []
+        done = after = 0  # rows of the major kind copied; lines looked at
+        for index, kind in others:
+            end = done + width * sum(mask[after:index])
+            out += flat[done:end]
+            out += next(sources[kind])
+            done, after = end, index + 1
+        out += flat[done:]
+        return out
+
+    def _order(self) -> list[int]:
+        """Each line's kind: template index, then len(templates) for odd, one more for noise."""
+        found, masks, sizes = self.found, self.masks, self.sizes
+        noise = len(found) - sum(sizes)
+        most = max(range(len(sizes) + 1), key=[*sizes, noise].__getitem__)
+        order = [most] * len(found)
+        if most < len(sizes) and noise:
+            empty = (b"",) * len(found[0])
+            masks = [*masks, list(map(empty.__eq__, found))]
+        for kind, mask in enumerate(masks):
+            if kind != most:
+                for index in compress(range(len(found)), mask):
+                    order[index] = kind
+        return order
 
 
 class _OddPlaces:
