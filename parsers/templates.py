@@ -44,7 +44,9 @@ Rows = list[MetricLog]
 @contextmanager
 def _gc_paused() -> Iterator[None]:
     """Rows are tuples of strings, which hold no cycles: creating millions of them need not trigger the cycle
-    collector (it would traverse each young row once, doubling the cost of building them)."""
+    collector (it would traverse each young row once, doubling the cost of building them). The switch is
+    process-wide: another thread's garbage waits at most one block, and a caller that turned the collector off
+    keeps it off."""
     enabled = gc.isenabled()
     gc.disable()
     try:

@@ -155,3 +155,18 @@ def test_a_template_learnt_from_a_line_matches_it() -> None:
     line = b"2024-03-04T01:55:08Z epoch=1 loss=+.5e-3 accuracy=7"
     template = LineTemplate.learn(line, {"loss": b"loss", "accuracy": b"accuracy"})
     assert template is not None and template.regex.findall(line) == [(b"2024-03-04T01:55:08Z", b"+.5e-3", b"7")]
+
+
+def test_the_cycle_collector_is_left_as_it_was_found() -> None:
+    import gc
+
+    data = b"2024-03-04T01:55:08Z epoch=1 loss=0.5\n" * 50
+    assert gc.isenabled()
+    assert by_templates(data, ("loss",))[0] is not None
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert by_templates(data, ("loss",))[0] is not None
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()
