@@ -33,6 +33,7 @@ _NUMERIC_FIRST = frozenset("0123456789eE-")
 _JSON_START = re.compile(rb"[ \t]*\{")
 _Found = dict[int, list[tuple[int, str, bytes]]]
 _DENSE_PROBE = 64 << 10
+_MAX_PAUSE = 64
 _INFINITIES = (math.inf, -math.inf)
 _new_log = tuple.__new__
 Rows = list[MetricLog]
@@ -69,6 +70,9 @@ class DefaultFilterScan:
         ]
         self.wanted = {name: raw for name, raw, _, _ in self.patterns}
         self.templates = TemplateSet(self.wanted) if self.wanted else None
+        # Blocks the templates did not fit are followed by a few taken the exact way straight away (4, 8, ...
+        # up to 64 while that goes on), so a log of unlearnable shapes pays for the templates' pass rarely.
+        self._backoff = self._pause = 0
 
     @staticmethod
     def applies(parser: TextParser) -> bool:
@@ -89,6 +93,9 @@ class DefaultFilterScan:
     def _by_templates(self, block: bytes, first_lineno: int, default_time: str) -> Rows | None:
         if self.templates is None:
             return None
+        if self._pause:
+            self._pause -= 1
+            return None
         probe = max(block.count(raw, 0, _DENSE_PROBE) for raw in self.wanted.values())
         if probe * 4 >= block.count(b"\n", 0, _DENSE_PROBE):
             text, starts = block, None
@@ -102,8 +109,14 @@ class DefaultFilterScan:
         def lineno_at(offset: int) -> int:
             return numbers.at(offset if starts is None else starts[gathered.at(offset)])
 
-        return self.templates.extract(text, default_time, self.parser.stats.values,
+        rows = self.templates.extract(text, default_time, self.parser.stats.values,
                                       lambda lines, line_of: self._odd(lines, line_of, default_time), lineno_at)
+        if rows is not None:
+            self._backoff = 0
+        elif self.templates.odd_lines > sum(self.templates.used):
+            self._backoff = min(2 * self._backoff or 4, _MAX_PAUSE)
+            self._pause = self._backoff
+        return rows
 
     def _odd(self, lines: list[bytes], line_of: Callable[[int], int], default_time: str) -> list[Rows]:
         """The exact rows of lines no template fits, one list per line."""

@@ -31,7 +31,8 @@ from katib_metrics.parsers.template import LineTemplate, head_stamps
 __all__ = ["MAX_TEMPLATES", "OddRows", "TemplateSet"]
 
 MAX_TEMPLATES = 8
-MAX_ROUNDS = 3  # shapes learnt per block, each followed by one more pass
+MAX_ROUNDS = 2  # learning rounds per block, each followed by one more pass
+MAX_NEW = 3  # shapes learnt per round
 MAX_TRIES = 16  # odd lines tried as a new shape per round
 _new_log = tuple.__new__
 
@@ -63,6 +64,7 @@ class TemplateSet:
         self.wanted = wanted
         self.templates: list[LineTemplate] = []
         self.used: list[int] = []  # lines each template matched in the last block
+        self.odd_lines = 0  # and lines no template fitted
         names = b"|".join(map(re.escape, sorted(wanted.values(), key=len, reverse=True)))
         firsts = b"".join(re.escape(raw[:1]) for raw in set(wanted.values()))
         # Any other line holding a wanted name: characters that cannot start one are skipped in a tight loop,
@@ -93,8 +95,9 @@ class TemplateSet:
             self.used = list(map(len, kinds))
             if not odd or round_ == MAX_ROUNDS or not self._learn(odd):
                 break
-        if not self._accounted(text, kinds, odd):
-            return None
+        self.odd_lines = len(odd)
+        if self.odd_lines > sum(self.used) or not self._accounted(text, kinds, odd):
+            return None  # mostly lines no template fits (the exact path alone is cheaper), or unsafe
         columns = [self._columns(template, matches, offset, default_time)
                    for template, matches, offset in zip(self.templates, kinds, self.offsets, strict=True)]
         if None in columns:
@@ -125,22 +128,27 @@ class TemplateSet:
         return kinds, odd, _Layout(found, masks, sizes) if sum(map(bool, sizes)) > 1 else None
 
     def _learn(self, odd: list[bytes]) -> bool:
-        """Learn the shape of the first odd line that has one; False when none does (or no room is left)."""
+        """Learn the shapes of the first odd lines that have one (up to `MAX_NEW`, one per shape); False when
+        none does (or no room is left)."""
+        learnt: list[LineTemplate] = []
         for line in odd[:MAX_TRIES]:
+            if len(learnt) == MAX_NEW or any(template.regex.match(line) for template in learnt):
+                continue
             template = LineTemplate.learn(line, self.wanted)
             if template is not None and all(template.pattern != known.pattern for known in self.templates):
-                break
-        else:
+                learnt.append(template)
+        # Room is made by shapes that matched nothing lately.
+        busy = [i for i, used in enumerate(self.used) if used]
+        idle = [i for i, used in enumerate(self.used) if not used]
+        room = MAX_TEMPLATES - len(busy)
+        learnt = learnt[:room]
+        if not learnt:
             return False
-        if len(self.templates) >= MAX_TEMPLATES:  # room is made by a shape that matched nothing lately
-            if 0 not in self.used:
-                return False
-            idle = self.used.index(0)
-            del self.templates[idle], self.used[idle]
+        keep = busy + idle[: room - len(learnt)]
         # The shapes seen most often are tried first.
-        ranked = sorted(zip(self.used, self.templates, strict=True), key=itemgetter(0), reverse=True)
-        self.templates = [known for _, known in ranked] + [template]
-        self.used = [used for used, _ in ranked] + [0]
+        keep.sort(key=self.used.__getitem__, reverse=True)
+        self.templates = [self.templates[i] for i in keep] + learnt
+        self.used = [self.used[i] for i in keep] + [0] * len(learnt)
         self._compile()
         return True
 

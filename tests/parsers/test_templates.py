@@ -170,3 +170,17 @@ def test_the_cycle_collector_is_left_as_it_was_found() -> None:
         assert not gc.isenabled()  # a caller that turned it off keeps it off
     finally:
         gc.enable()
+
+
+def test_blocks_of_more_shapes_than_templates_go_the_exact_way_and_back_off() -> None:
+    churn = b"".join(b"2024-03-04T01:55:08Z step=%d g%d_lr=0.1 loss=0.%d\n" % (n, n % 40, n) for n in range(400))
+    regular = b"".join(b"2024-03-04T01:55:08Z step=%d loss=0.%d\n" % (n, n) for n in range(400))
+    spec = CollectorSpec(metric_names=("loss",))
+    scanner = DefaultFilterScan(TextParser(spec))
+    assert scanner._by_templates(churn, 1, "Z") is None  # 40 shapes, 8 templates: most lines are odd
+    assert scanner._pause == 4
+    assert scanner.block(churn, 1, "Z") == line_by_line(churn, spec)[0]  # the exact way, without a template pass
+    assert scanner._pause == 3
+    scanner._pause = 0
+    assert scanner._by_templates(regular, 1, "Z") == line_by_line(regular, spec)[0]
+    assert scanner._backoff == 0
