@@ -23,8 +23,8 @@ from tensorboard.summary.writer.record_writer import RecordWriter
 
 from katib_metrics.parsers._generated import katib_tfevent_pb2 as pb
 from katib_metrics.parsers.model import ZERO_TIME, CollectorSpec, MetricLog
-from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason
 from katib_metrics.parsers.scalars import StampFormatter
+from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason
 from katib_metrics.parsers.tfevent import EventDirReader, read_event_dir
 from katib_metrics.parsers.tfrecord import masked_crc32c
 
