@@ -7,11 +7,15 @@ Generates (once, cached in --workdir) one event file per style with N scalar eve
   `Writer.add_scalar` (and TF2 `tf.summary.scalar`).
 
 The layouts are checked against the real writers' bytes before generating. Each reader then runs
-in its own subprocess pinned to one CPU, and reports events/s (wall and CPU) and peak RSS
-(`ru_maxrss`). Our reader verifies every CRC and builds every MetricLog; the accumulator loads
-everything (`size_guidance` 0), then values are rendered as Katib does.
+in its own process pinned to one CPU, and reports events/s (wall and CPU) and peak RSS
+(`ru_maxrss`, from wait4):
 
-Usage: python benchmarks/parse_tfevent.py [--events 1000000] [--workdir DIR] [--readers ours,ea]
+- `ours`: the library reader (`read_event_dir`), every CRC verified, every MetricLog built;
+- `table`, `json`: the command users run, `katib-metrics parse -m loss --output table|json DIR`, start-up
+  and output included (its stdout goes to /dev/null);
+- `ea`: the accumulator loads everything (`size_guidance` 0), then values are rendered as Katib does.
+
+Usage: python benchmarks/parse_tfevent.py [--events 1000000] [--workdir DIR] [--readers ours,table,json,ea]
 """
 
 from __future__ import annotations
@@ -145,11 +149,30 @@ def run_child(reader: str, path: pathlib.Path) -> dict[str, Any]:
     return result
 
 
+def run_command(output: str, path: pathlib.Path, events: int) -> dict[str, Any]:
+    """`katib-metrics parse` as its own process on one CPU; time and peak RSS from wait4."""
+    command = [sys.executable, "-m", "katib_metrics", "parse", "-m", TAG, "--output", output, str(path.parent)]
+    cpu = min(os.sched_getaffinity(0))
+    with open(os.devnull, "wb") as sink:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.PIPE,
+                                preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+    assert proc.stderr is not None
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed: {proc.stderr.read().decode()}")
+    proc.stderr.close()
+    return {"events": events, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+            "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000, help="scalar events per file (default 1,000,000)")
     parser.add_argument("--workdir", type=pathlib.Path, default=pathlib.Path(tempfile.gettempdir()) / "tfevent-bench")
-    parser.add_argument("--readers", default="ours,ea", help="comma-separated: ours, ea (default both)")
+    parser.add_argument("--readers", default="ours,table,json,ea",
+                        help="comma-separated: ours, table, json, ea (default all)")
     parser.add_argument("--child", nargs=2, metavar=("READER", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -163,15 +186,16 @@ def main() -> None:
             generate(path, style, args.events)
         speeds: dict[str, float] = {}
         for reader in args.readers.split(","):
-            result = run_child(reader, path)
+            command = reader in ("table", "json")
+            result = run_command(reader, path, args.events) if command else run_child(reader, path)
             speeds[reader] = result["events"] / result["cpu_s"]
             print(
                 f"{style:8} {reader:6} {result['events']:>9,} {result['events'] / result['wall_s']:>11,.0f}"
                 f" {speeds[reader]:>11,.0f} {result['peak_rss_mib']:>7.0f} MiB",
                 flush=True,
             )
-        if len(speeds) == 2:
-            print(f"{style:8} speed-up (cpu): {speeds['ours'] / speeds['ea']:.1f}x", flush=True)
+        for reader in [name for name in speeds if name != "ea" and "ea" in speeds]:
+            print(f"{style:8} {reader} vs ea (cpu): {speeds[reader] / speeds['ea']:.1f}x", flush=True)
     print(f"load average during the run: {os.getloadavg()}")
 
 
