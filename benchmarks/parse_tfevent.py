@@ -8,7 +8,8 @@ Generates (once, cached in --workdir) one event file per style with N scalar eve
 
 The layouts are checked against the real writers' bytes before generating. Each reader then runs
 in its own process pinned to one CPU, and reports events/s (wall and CPU) and peak RSS
-(`ru_maxrss`, from wait4):
+(`ru_maxrss`; for a command, of this small process's only child, so the benchmark's own memory
+is not counted):
 
 - `ours`: the library reader (`read_event_dir`), every CRC verified, every MetricLog built;
 - `table`, `json`: the command users run, `katib-metrics parse -m loss --output table|json DIR`, start-up
@@ -25,6 +26,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import resource
 import struct
 import subprocess
@@ -132,12 +134,29 @@ def measure_ea(path: pathlib.Path) -> int:
     return count
 
 
+def measure_command(output: str, path: pathlib.Path) -> int:
+    """`katib-metrics parse` as this process's only child (stdout to /dev/null); the values it recorded."""
+    command = [sys.executable, "-m", "katib_metrics", "parse", "-m", TAG, "--output", output, str(path.parent)]
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+    found = re.search(r"(\d+) values recorded", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise SystemExit(f"{' '.join(command)} failed: {done.stderr}")
+    return int(found.group(1))
+
+
 def child(reader: str, path: pathlib.Path) -> None:
+    """One reader in this fresh process, pinned to one CPU (a command runs as its only child, on that CPU)."""
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    wall, cpu = time.perf_counter(), time.process_time()
-    count = measure_ours(path) if reader == "ours" else measure_ea(path)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    command = reader in ("table", "json")
+    who = resource.RUSAGE_CHILDREN if command else resource.RUSAGE_SELF
+    before = resource.getrusage(who)
+    wall = time.perf_counter()
+    measure = {"ours": measure_ours, "ea": measure_ea}.get(reader)
+    count = measure(path) if measure is not None else measure_command(reader, path)
+    wall = time.perf_counter() - wall
+    after = resource.getrusage(who)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    peak_kib = after.ru_maxrss
     print(json.dumps({"events": count, "wall_s": wall, "cpu_s": cpu, "peak_rss_mib": peak_kib / 1024}))
 
 
@@ -147,24 +166,6 @@ def run_child(reader: str, path: pathlib.Path) -> dict[str, Any]:
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
-
-
-def run_command(output: str, path: pathlib.Path, events: int) -> dict[str, Any]:
-    """`katib-metrics parse` as its own process on one CPU; time and peak RSS from wait4."""
-    command = [sys.executable, "-m", "katib_metrics", "parse", "-m", TAG, "--output", output, str(path.parent)]
-    cpu = min(os.sched_getaffinity(0))
-    with open(os.devnull, "wb") as sink:
-        started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=sink, stderr=subprocess.PIPE,
-                                preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-    assert proc.stderr is not None
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(command)} failed: {proc.stderr.read().decode()}")
-    proc.stderr.close()
-    return {"events": events, "wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "peak_rss_mib": usage.ru_maxrss / 1024}
 
 
 def main() -> None:
@@ -186,8 +187,7 @@ def main() -> None:
             generate(path, style, args.events)
         speeds: dict[str, float] = {}
         for reader in args.readers.split(","):
-            command = reader in ("table", "json")
-            result = run_command(reader, path, args.events) if command else run_child(reader, path)
+            result = run_child(reader, path)
             speeds[reader] = result["events"] / result["cpu_s"]
             print(
                 f"{style:8} {reader:6} {result['events']:>9,} {result['events'] / result['wall_s']:>11,.0f}"

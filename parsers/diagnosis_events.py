@@ -68,7 +68,7 @@ def _read_file_tags(path: str, reldir: str, budget: int, found: EventTags) -> in
             buf = carry + chunk if carry else chunk
             scan = scan_records(buf, resyncing=resyncing)
             carry, resyncing = buf[scan.resume :], scan.resyncing
-            decoded = decode_records(scan.records, {}, lambda tag: (tag,))
+            decoded = decode_records(scan.records, {}, lambda tag: (tag,), buf, scan.runs)
             found.events += decoded.events
             for (tag,) in decoded.names:
                 if tag in found.scalars or len(found.scalars) < _MAX_TAGS:

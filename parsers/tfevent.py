@@ -39,7 +39,7 @@ from katib_metrics.parsers.model import CollectorSpec, MetricLog
 from katib_metrics.parsers.scalars import ScalarRows, StampFormatter
 from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
 from katib_metrics.parsers.tfdecode import decode_records
-from katib_metrics.parsers.tfrecord import BadRegion, scan_records
+from katib_metrics.parsers.tfrecord import BadRegion, Scan, scan_records
 
 __all__ = ["EVENT_FILE_MARK", "EventDirReader", "read_event_dir"]
 
@@ -150,15 +150,16 @@ class EventDirReader:
         scan = scan_records(buf, resyncing=state.resyncing)
         for region in scan.bad:
             self._skip_region(state, base, region)
-        rows = self._decode(state, scan.records, scan.offsets, base)
+        rows = self._decode(state, scan, buf, base)
         state.offset = base + scan.resume
         state.pending = len(buf) - scan.resume
         state.resyncing = scan.resyncing
         return rows
 
-    def _decode(self, state: _FileState, records: list[bytes], offsets: list[int], base: int) -> Sequence[MetricLog]:
-        """Rows of the wanted scalars in `records`, formatted a batch at a time."""
-        decoded = decode_records(records, state.matcher.known, state.matcher.names_for)
+    def _decode(self, state: _FileState, scan: Scan, buf: bytes, base: int) -> Sequence[MetricLog]:
+        """Rows of the wanted scalars in the records `scan` found in `buf`, formatted a batch at a time."""
+        decoded = decode_records(scan.records, state.matcher.known, state.matcher.names_for, buf, scan.runs)
+        offsets = scan.offsets
         for index, detail in decoded.bad_events:
             self._skip(base + offsets[index], f"{state.relpath}: {detail}")
         if state.matcher.requested:

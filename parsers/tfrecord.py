@@ -21,9 +21,12 @@ whole reader loses about a third of its speed).
 from __future__ import annotations
 
 import struct
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
+
+from katib_metrics.parsers.tfruns import MAX_PERIOD, MIN_BLOCKS, Run, block_period, repeating_blocks
 
 __all__ = [
     "HEADER_SIZE",
@@ -41,6 +44,8 @@ FOOTER_SIZE: Final = 4
 _MASK_DELTA: Final = 0xA282EAD8
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
+_EACH: Final = 8  # records read one at a time before looking for a run again; doubled while none is found
+_MOST_EACH: Final = 4096
 
 
 def _make_table() -> tuple[int, ...]:
@@ -113,6 +118,7 @@ class Scan:
     bad: list[BadRegion] = field(default_factory=list)
     resume: int = 0
     resyncing: bool = False
+    runs: list[tuple[int, Run]] = field(default_factory=list)  # (index in `records` of its first record, run)
 
 
 def scan_records(buf: bytes, start: int = 0, *, verify: bool = True, resyncing: bool = False) -> Scan:
@@ -127,9 +133,15 @@ def scan_records(buf: bytes, start: int = 0, *, verify: bool = True, resyncing: 
         pos = _resync(buf, pos, scan, report_from=None)
         if scan.resyncing:
             return scan
+    each = _EACH
     while True:
-        pos, bad_header = _scan_run(buf, pos, scan, verify)
-        if not bad_header:
+        after_runs = _scan_runs(buf, pos, scan, verify)
+        # Right after a run, an odd record is likely followed by the run again; where runs are rare, back off.
+        each = 1 if after_runs > pos else min(2 * each, _MOST_EACH)
+        pos, stopped = _scan_each(buf, after_runs, scan, verify, each)
+        if stopped is None:
+            continue  # `each` good records: look for a run again
+        if not stopped:
             scan.resume = pos
             return scan
         pos = _resync(buf, pos, scan, report_from=pos)
@@ -137,8 +149,58 @@ def scan_records(buf: bytes, start: int = 0, *, verify: bool = True, resyncing: 
             return scan
 
 
-def _scan_run(buf: bytes, pos: int, scan: Scan, verify: bool) -> tuple[int, bool]:
-    """Read consecutive good records from `pos`; stop at a short tail or a bad header.
+def _scan_runs(buf: bytes, pos: int, scan: Scan, verify: bool) -> int:
+    """Take the runs of repeating blocks (`parsers.tfruns`) that start at `pos`; where they end."""
+    while (found := _frame_run(buf, pos, verify)) is not None:
+        run, records, offsets = found
+        scan.runs.append((len(scan.records), run))
+        scan.records += records
+        scan.offsets += offsets
+        pos = run.end
+    return pos
+
+
+def _frame_run(buf: bytes, pos: int, verify: bool) -> tuple[Run, list[bytes], list[int]] | None:
+    """A run of at least MIN_BLOCKS blocks at `pos`, all headers repeating, all data CRCs good."""
+    lengths: list[int] = []
+    at = pos
+    while len(lengths) < 2 * MAX_PERIOD and len(buf) - at >= HEADER_SIZE:
+        lengths.append(_U64.unpack_from(buf, at)[0])
+        at += lengths[-1] + HEADER_SIZE + FOOTER_SIZE
+    block = block_period(lengths)
+    if block is None:
+        return None
+    run = Run(pos, block, (len(buf) - pos) // (sum(block) + (HEADER_SIZE + FOOTER_SIZE) * len(block)))
+    starts = run.data_starts()
+    headers = [start - HEADER_SIZE + byte for start in starts for byte in range(HEADER_SIZE)]
+    run = Run(pos, block, repeating_blocks(buf, run, headers) if run.blocks >= MIN_BLOCKS else 0)
+    if run.blocks < MIN_BLOCKS:
+        return None
+    stride = run.stride
+    datas = [[buf[at : at + length] for at in range(pos + start, run.end, stride)]
+             for start, length in zip(starts, block, strict=True)]
+    if verify:
+        good = run.blocks
+        for start, length, record_datas in zip(starts, block, datas, strict=True):
+            stored = run.u32s(buf, start + length)
+            found = array(stored.typecode, [(((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+                                            for c in map(crc32c, record_datas)])
+            if found != stored:
+                good = min(good, next(i for i, (a, b) in enumerate(zip(found, stored, strict=True)) if a != b))
+        if good < MIN_BLOCKS:
+            return None  # the per-record loop reports the bad record
+        if good < run.blocks:
+            run, datas = Run(pos, block, good), [record_datas[:good] for record_datas in datas]
+    if len(block) == 1:
+        return run, datas[0], list(range(pos, run.end, stride))
+    records = [data for in_block in zip(*datas, strict=True) for data in in_block]
+    offsets = [first + start - HEADER_SIZE for first in range(pos, run.end, stride) for start in starts]
+    return run, records, offsets
+
+
+def _scan_each(buf: bytes, pos: int, scan: Scan, verify: bool, left: int) -> tuple[int, bool | None]:
+    """Read consecutive good records from `pos`, one at a time; stop at a short tail or a bad header,
+    or after `left` records (None: the caller looks for a run again).
 
     Returns where it stopped and whether that is a header with a bad CRC. This is the hot loop:
     locals only, one CRC per good record. The header's own CRC is checked only when something is
@@ -152,6 +214,9 @@ def _scan_run(buf: bytes, pos: int, scan: Scan, verify: bool) -> tuple[int, bool
     append = scan.records.append
     append_offset = scan.offsets.append
     while end - pos >= HEADER_SIZE:
+        if not left:
+            return pos, None
+        left -= 1
         data_start = pos + HEADER_SIZE
         data_end = data_start + unpack_length(buf, pos)[0]
         if data_end + FOOTER_SIZE > end:

@@ -1,0 +1,108 @@
+"""Runs of event records that repeat one block of records, read a byte column at a time.
+
+A training loop logs the same scalars at every step, so between the steps where a varint grows a
+byte, an event file repeats a block of one to `MAX_PERIOD` records whose bytes differ only in the
+wall time, the step, the values and the data CRCs. Such a run is handled as columns: byte `i` of
+every block is one strided slice of the buffer, so checking that a byte never changes, or gathering
+every wall time, costs C work and no Python per record.
+
+- `parsers.tfrecord` finds runs (`Run`) while framing: the block's headers must repeat byte for
+  byte and every record's data CRC is still computed, one C call each, compared as one array;
+- `parsers.tfdecode` decodes them: the first block's records go through its fast path, which gives
+  their layout; every other byte must then never change and the step bytes must stay a valid
+  varint, so every record has the same protobuf reading as the first block's.
+
+Anything else is left to the per-record paths, which give the same answers
+(tests/parsers/test_tfruns.py checks it against them).
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["MAX_PERIOD", "MIN_BLOCKS", "Run", "block_period", "repeating_blocks"]
+
+MAX_PERIOD: Final = 8
+"""The most records in one repeating block (scalars logged per step, plus one)."""
+MIN_BLOCKS: Final = 16
+"""Shorter runs are not worth the column work: the per-record paths read them."""
+_WINDOW: Final = 32  # blocks compared first; doubled while every compared byte keeps repeating
+_OVERHEAD: Final = 16  # a record's header (12) and footer (4) bytes
+_U32: Final = "I" if array("I").itemsize == 4 else "L"
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """`blocks` consecutive blocks of records with data lengths `lengths`, from buffer offset `start`."""
+
+    start: int
+    lengths: tuple[int, ...]
+    blocks: int
+
+    @property
+    def stride(self) -> int:
+        return sum(self.lengths) + _OVERHEAD * len(self.lengths)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.blocks * self.stride
+
+    @property
+    def records(self) -> int:
+        return self.blocks * len(self.lengths)
+
+    def data_starts(self) -> list[int]:
+        """Where each record's data starts, from the start of its block."""
+        starts, at = [], 0
+        for length in self.lengths:
+            starts.append(at + _OVERHEAD - 4)
+            at += length + _OVERHEAD
+        return starts
+
+    def column(self, buf: bytes, offset: int) -> bytes:
+        """Byte `offset` (from a block's start) of every block."""
+        return buf[self.start + offset : self.end : self.stride]
+
+    def gather(self, buf: bytes, offsets: list[int], width: int) -> bytes:
+        """The `width` bytes at each of `offsets` of every block, concatenated in record order."""
+        per_block = width * len(offsets)
+        out = bytearray(per_block * self.blocks)
+        for index, offset in enumerate(offsets):
+            for byte in range(width):
+                out[index * width + byte :: per_block] = self.column(buf, offset + byte)
+        return bytes(out)
+
+    def u32s(self, buf: bytes, offset: int) -> array[int]:
+        """The little-endian u32 at `offset` of every block."""
+        numbers = array(_U32, self.gather(buf, [offset], 4))
+        if sys.byteorder == "big":
+            numbers.byteswap()
+        return numbers
+
+
+def block_period(lengths: list[int]) -> tuple[int, ...] | None:
+    """The shortest block that `lengths` (of consecutive records) repeats at least twice, if any."""
+    for period in range(1, min(MAX_PERIOD, len(lengths) // 2) + 1):
+        if all(lengths[index] == lengths[index + period] for index in range(len(lengths) - period)):
+            return tuple(lengths[:period])
+    return None
+
+
+def repeating_blocks(buf: bytes, run: Run, offsets: list[int]) -> int:
+    """How many blocks of `run`, from its first, have the first block's bytes at every one of `offsets`."""
+    stride, done, window = run.stride, 0, _WINDOW
+    while done < run.blocks:
+        count = min(window, run.blocks - done)
+        low = run.start + done * stride
+        same = count
+        for offset in offsets:
+            column = buf[low + offset : low + count * stride : stride]
+            same = min(same, count - len(column.lstrip(buf[run.start + offset : run.start + offset + 1])))
+        if same < count:
+            return done + same
+        done += count
+        window *= 2
+    return done
