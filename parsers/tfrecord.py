@@ -21,12 +21,11 @@ whole reader loses about a third of its speed).
 from __future__ import annotations
 
 import struct
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from katib_metrics.parsers.tfruns import MAX_PERIOD, MIN_BLOCKS, Run, block_period, repeating_blocks
+from katib_metrics.parsers.tfruns import MAX_PERIOD, MIN_BLOCKS, Run, block_period, masks_match, repeating_blocks
 
 __all__ = [
     "HEADER_SIZE",
@@ -177,16 +176,14 @@ def _frame_run(buf: bytes, pos: int, verify: bool) -> tuple[Run, list[bytes], li
     if run.blocks < MIN_BLOCKS:
         return None
     stride = run.stride
-    datas = [[buf[at : at + length] for at in range(pos + start, run.end, stride)]
-             for start, length in zip(starts, block, strict=True)]
+    datas = [run.slices(buf, start, length) for start, length in zip(starts, block, strict=True)]
     if verify:
         good = run.blocks
         for start, length, record_datas in zip(starts, block, datas, strict=True):
-            stored = run.u32s(buf, start + length)
-            found = array(stored.typecode, [(((c >> 15) | (c << 17)) + _MASK_DELTA) & 0xFFFFFFFF
-                                            for c in map(crc32c, record_datas)])
-            if found != stored:
-                good = min(good, next(i for i, (a, b) in enumerate(zip(found, stored, strict=True)) if a != b))
+            stored = run.gather(buf, [start + length], 4)
+            if not masks_match(list(map(crc32c, record_datas)), stored, _MASK_DELTA):
+                found = [masked_crc32c(data) for data in record_datas]
+                good = min(good, next(i for i, c in enumerate(found) if c != _U32.unpack_from(stored, 4 * i)[0]))
         if good < MIN_BLOCKS:
             return None  # the per-record loop reports the bad record
         if good < run.blocks:

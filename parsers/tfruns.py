@@ -23,7 +23,7 @@ from array import array
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["MAX_PERIOD", "MIN_BLOCKS", "Run", "block_period", "repeating_blocks"]
+__all__ = ["MAX_PERIOD", "MIN_BLOCKS", "Run", "block_period", "masks_match", "repeating_blocks"]
 
 MAX_PERIOD: Final = 8
 """The most records in one repeating block (scalars logged per step, plus one)."""
@@ -31,7 +31,7 @@ MIN_BLOCKS: Final = 16
 """Shorter runs are not worth the column work: the per-record paths read them."""
 _WINDOW: Final = 32  # blocks compared first; doubled while every compared byte keeps repeating
 _OVERHEAD: Final = 16  # a record's header (12) and footer (4) bytes
-_U32: Final = "I" if array("I").itemsize == 4 else "L"
+_U32: Final = "I" if array("I").itemsize == 4 else "L"  # a C unsigned int: 4 bytes wherever CPython runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,12 +75,33 @@ class Run:
                 out[index * width + byte :: per_block] = self.column(buf, offset + byte)
         return bytes(out)
 
-    def u32s(self, buf: bytes, offset: int) -> array[int]:
-        """The little-endian u32 at `offset` of every block."""
-        numbers = array(_U32, self.gather(buf, [offset], 4))
-        if sys.byteorder == "big":
-            numbers.byteswap()
-        return numbers
+    def slices(self, buf: bytes, offset: int, length: int) -> list[bytes]:
+        """The `length` bytes at `offset` of every block (one object each, but no Python loop)."""
+        first = self.start + offset
+        return list(map(buf.__getitem__, map(slice, range(first, self.end, self.stride),
+                                             range(first + length, self.end + length, self.stride))))
+
+
+def masks_match(crcs: list[int] | array[int], stored: bytes, delta: int) -> bool:
+    """Whether TFRecord's mask of every CRC in `crcs` equals the little-endian u32s of `stored`.
+
+    All at once: each value sits in a 64-bit lane of one big integer, so the rotation's shifts and
+    the added `delta` never carry into the next value.
+    """
+    computed = array(_U32, crcs)
+    if sys.byteorder == "big":
+        computed.byteswap()
+    lanes, ones = _lanes(computed.tobytes()), int.from_bytes(b"\xff\xff\xff\xff\0\0\0\0" * len(computed), "little")
+    rotated = ((lanes >> 15) | (lanes << 17)) & ones
+    return (rotated + ones // 0xFFFFFFFF * delta) & ones == _lanes(stored)
+
+
+def _lanes(u32s: bytes) -> int:
+    """Little-endian u32s, each widened to a u64, as one integer."""
+    wide = bytearray(2 * len(u32s))
+    for byte in range(4):
+        wide[byte::8] = u32s[byte::4]
+    return int.from_bytes(wide, "little")
 
 
 def block_period(lengths: list[int]) -> tuple[int, ...] | None:
