@@ -22,6 +22,7 @@ from tensorboard.plugins.scalar import summary_v2
 from katib_metrics.parsers import tfrecord
 from katib_metrics.parsers.tfdecode import decode_records
 from katib_metrics.parsers.tfrecord import masked_crc32c, scan_records
+from katib_metrics.parsers.tfruns import masks_match
 
 TAGS = ["loss", "lr_x", "acc", "train/accuracy", "val/loss", "ünï"]
 T0 = 1_700_000_000.0
@@ -137,3 +138,14 @@ def test_every_single_bit_flip_in_a_run_record_reads_as_record_by_record() -> No
                 data[where] ^= 1 << bit
                 for verify in (True, False):
                     assert read(bytes(data), runs=True, verify=verify) == read(bytes(data), runs=False, verify=verify)
+
+
+@given(st.lists(st.integers(0, 2**32 - 1), max_size=200), st.data())
+def test_masks_are_compared_lane_by_lane(crcs: list[int], data: st.DataObject) -> None:
+    masked = [(((c >> 15) | (c << 17)) + tfrecord._MASK_DELTA) & 0xFFFFFFFF for c in crcs]
+    stored = struct.pack(f"<{len(masked)}I", *masked)
+    assert masks_match(crcs, stored, tfrecord._MASK_DELTA)
+    if crcs:
+        index, bit = data.draw(st.integers(0, len(crcs) - 1)), data.draw(st.integers(0, 31))
+        wrong = struct.pack(f"<{len(masked)}I", *masked[:index], masked[index] ^ (1 << bit), *masked[index + 1 :])
+        assert not masks_match(crcs, wrong, tfrecord._MASK_DELTA)
