@@ -192,26 +192,25 @@ def _decode_run(
     buf: bytes, run: Run, block: list[bytes], out: Decoded, names_of: Callable[[bytes], tuple[str, ...] | None],
 ) -> bool:
     """Decode every record of `run` by columns, if its first `block` shows one layout that never changes."""
-    walls, values, names = [], [], []
+    walls, values, names, varying = [], [], [], []
     for data, start in zip(block, run.data_starts(), strict=True):
         match = fast_match(data)
         record_names = None if match is None else names_of(match.group(5))
         if match is None or record_names is None:
             return False
         step = range(match.end(1) + 1, match.start(2) - 1)  # the step's varint bytes, after its key
-        varying = {*range(*match.span(1)), *range(*match.span(6)), *step}
-        for offset in range(len(data)):
-            if offset not in varying:
-                column = run.column(buf, start + offset)
-                if column.count(column[0]) != len(column):
-                    return False
         for offset in step:  # continuation bit set on all but the last byte: a varint of the same length
             if run.column(buf, start + offset).translate(None, _HIGH if offset < step[-1] else _LOW):
                 return False
+        footer = range(len(data), len(data) + 4)  # the data CRC, checked while framing
+        varying += [start + offset for span in (range(*match.span(1)), range(*match.span(6)), step, footer)
+                    for offset in span]
         if record_names:
             walls.append(start + match.start(1))
             values.append(start + match.start(6))
             names.append(record_names)
+    if not run.constant_but(buf, varying):
+        return False
     if names:
         out.raw_walls.append(run.gather(buf, walls, 8))
         out.values.append(run.gather(buf, values, 4))

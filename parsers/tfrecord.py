@@ -171,8 +171,9 @@ def _frame_run(buf: bytes, pos: int, verify: bool) -> tuple[Run, list[bytes], li
         return None
     run = Run(pos, block, (len(buf) - pos) // (sum(block) + (HEADER_SIZE + FOOTER_SIZE) * len(block)))
     starts = run.data_starts()
-    headers = [start - HEADER_SIZE + byte for start in starts for byte in range(HEADER_SIZE)]
-    run = Run(pos, block, repeating_blocks(buf, run, headers) if run.blocks >= MIN_BLOCKS else 0)
+    lengths_at = [start - HEADER_SIZE + byte for start in starts for byte in range(8)]  # a good data CRC vouches
+    # for the rest of a header, as in `_scan_each`
+    run = Run(pos, block, repeating_blocks(buf, run, lengths_at) if run.blocks >= MIN_BLOCKS else 0)
     if run.blocks < MIN_BLOCKS:
         return None
     stride = run.stride

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 __all__ = ["MAX_PERIOD", "MIN_BLOCKS", "Run", "block_period", "masks_match", "repeating_blocks"]
@@ -29,7 +29,7 @@ MAX_PERIOD: Final = 8
 """The most records in one repeating block (scalars logged per step, plus one)."""
 MIN_BLOCKS: Final = 16
 """Shorter runs are not worth the column work: the per-record paths read them."""
-_WINDOW: Final = 32  # blocks compared first; doubled while every compared byte keeps repeating
+_WINDOW: Final = 64  # blocks compared first; doubled while every compared byte keeps repeating
 _OVERHEAD: Final = 16  # a record's header (12) and footer (4) bytes
 _U32: Final = "I" if array("I").itemsize == 4 else "L"  # a C unsigned int: 4 bytes wherever CPython runs
 
@@ -41,14 +41,13 @@ class Run:
     start: int
     lengths: tuple[int, ...]
     blocks: int
+    stride: int = field(init=False)  # bytes of one block
+    end: int = field(init=False)
 
-    @property
-    def stride(self) -> int:
-        return sum(self.lengths) + _OVERHEAD * len(self.lengths)
-
-    @property
-    def end(self) -> int:
-        return self.start + self.blocks * self.stride
+    def __post_init__(self) -> None:
+        stride = sum(self.lengths) + _OVERHEAD * len(self.lengths)
+        object.__setattr__(self, "stride", stride)
+        object.__setattr__(self, "end", self.start + self.blocks * stride)
 
     @property
     def records(self) -> int:
@@ -65,6 +64,14 @@ class Run:
     def column(self, buf: bytes, offset: int) -> bytes:
         """Byte `offset` (from a block's start) of every block."""
         return buf[self.start + offset : self.end : self.stride]
+
+    def constant_but(self, buf: bytes, varying: list[int]) -> bool:
+        """Whether every block has the first block's bytes, except at the `varying` offsets."""
+        blocks = bytearray(buf[self.start : self.end])
+        zeros = bytes(self.blocks)
+        for offset in varying:
+            blocks[offset :: self.stride] = zeros
+        return blocks == blocks[: self.stride] * self.blocks
 
     def gather(self, buf: bytes, offsets: list[int], width: int) -> bytes:
         """The `width` bytes at each of `offsets` of every block, concatenated in record order."""
