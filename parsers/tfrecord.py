@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Final
 
 from katib_metrics.parsers.tfruns import MAX_PERIOD, MIN_BLOCKS, Run, block_period, masks_match, repeating_blocks
@@ -160,7 +161,28 @@ def _scan_runs(buf: bytes, pos: int, scan: Scan, verify: bool) -> int:
 
 
 def _frame_run(buf: bytes, pos: int, verify: bool) -> tuple[Run, list[bytes], list[int]] | None:
-    """A run of at least MIN_BLOCKS blocks at `pos`, all headers repeating, all data CRCs good."""
+    """A run of at least MIN_BLOCKS blocks at `pos`: its records and their offsets, all data CRCs good."""
+    run = _repeating_run(buf, pos)
+    if run is None:
+        return None
+    starts = run.data_starts()
+    datas = [run.slices(buf, start, length) for start, length in zip(starts, run.lengths, strict=True)]
+    if verify:
+        footers = [start + length for start, length in zip(starts, run.lengths, strict=True)]
+        good = min(map(_good_blocks, repeat(buf), repeat(run), footers, datas))
+        if good < MIN_BLOCKS:
+            return None  # the per-record loop reports the bad record
+        if good < run.blocks:
+            run, datas = Run(pos, run.lengths, good), [record_datas[:good] for record_datas in datas]
+    if len(starts) == 1:
+        return run, datas[0], list(range(pos, run.end, run.stride))
+    records = [data for in_block in zip(*datas, strict=True) for data in in_block]
+    offsets = [first + start - HEADER_SIZE for first in range(pos, run.end, run.stride) for start in starts]
+    return run, records, offsets
+
+
+def _repeating_run(buf: bytes, pos: int) -> Run | None:
+    """The blocks from `pos` whose record lengths repeat the first block's (at least MIN_BLOCKS)."""
     lengths: list[int] = []
     at = pos
     while len(lengths) < 2 * MAX_PERIOD and len(buf) - at >= HEADER_SIZE:
@@ -170,30 +192,20 @@ def _frame_run(buf: bytes, pos: int, verify: bool) -> tuple[Run, list[bytes], li
     if block is None:
         return None
     run = Run(pos, block, (len(buf) - pos) // (sum(block) + (HEADER_SIZE + FOOTER_SIZE) * len(block)))
-    starts = run.data_starts()
-    lengths_at = [start - HEADER_SIZE + byte for start in starts for byte in range(8)]  # a good data CRC vouches
-    # for the rest of a header, as in `_scan_each`
-    run = Run(pos, block, repeating_blocks(buf, run, lengths_at) if run.blocks >= MIN_BLOCKS else 0)
     if run.blocks < MIN_BLOCKS:
         return None
-    stride = run.stride
-    datas = [run.slices(buf, start, length) for start, length in zip(starts, block, strict=True)]
-    if verify:
-        good = run.blocks
-        for start, length, record_datas in zip(starts, block, datas, strict=True):
-            stored = run.gather(buf, [start + length], 4)
-            if not masks_match(list(map(crc32c, record_datas)), stored, _MASK_DELTA):
-                found = [masked_crc32c(data) for data in record_datas]
-                good = min(good, next(i for i, c in enumerate(found) if c != _U32.unpack_from(stored, 4 * i)[0]))
-        if good < MIN_BLOCKS:
-            return None  # the per-record loop reports the bad record
-        if good < run.blocks:
-            run, datas = Run(pos, block, good), [record_datas[:good] for record_datas in datas]
-    if len(block) == 1:
-        return run, datas[0], list(range(pos, run.end, stride))
-    records = [data for in_block in zip(*datas, strict=True) for data in in_block]
-    offsets = [first + start - HEADER_SIZE for first in range(pos, run.end, stride) for start in starts]
-    return run, records, offsets
+    # Only the length bytes: a good data CRC vouches for the rest of a header, as in `_scan_each`.
+    lengths_at = [start - HEADER_SIZE + byte for start in run.data_starts() for byte in range(8)]
+    run = Run(pos, block, repeating_blocks(buf, run, lengths_at))
+    return run if run.blocks >= MIN_BLOCKS else None
+
+
+def _good_blocks(buf: bytes, run: Run, footer: int, datas: list[bytes]) -> int:
+    """How many blocks, from the first, have a good data CRC at `footer` for the record data `datas`."""
+    stored = run.gather(buf, [footer], 4)
+    if masks_match(list(map(crc32c, datas)), stored, _MASK_DELTA):
+        return run.blocks
+    return next(i for i, data in enumerate(datas) if masked_crc32c(data) != _U32.unpack_from(stored, 4 * i)[0])
 
 
 def _scan_each(buf: bytes, pos: int, scan: Scan, verify: bool, left: int) -> tuple[int, bool | None]:
