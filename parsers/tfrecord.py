@@ -13,6 +13,11 @@ Trouble has a decided policy (STYLE.md 5 and 6):
 - a header whose CRC fails has no trustworthy length: the bytes are searched for the next valid
   header and everything in between is reported as one bad region.
 
+Where a block of records repeats (a training loop logging the same scalars every step), the scan takes
+the whole run at once (`parsers.tfruns`): the same checks, done a byte column at a time; the runs are
+reported in `Scan.runs` so the decoder can read them by columns too. Elsewhere it goes record by
+record, looking for a run again after 8 records, then 16, 32, ... while none is found.
+
 CRC32C uses the C implementation of `google_crc32c` when it is importable, else a table-driven
 pure-Python fallback (much slower per byte; for typical event records of 30-70 bytes the
 whole reader loses about a third of its speed).
