@@ -10,7 +10,9 @@ second, must cost little and not for long, and must never keep the API server wa
   included; a reaper thread closes connections past it (so a trickle of bytes cannot extend it, as a
   per-`recv` timeout would), and idle keep-alive connections after `idle_timeout`;
 - body bytes read into memory, all connections together, within `body_budget`; a request that needs more
-  evicts the oldest unfinished request holding some, else it is refused (503).
+  evicts the oldest unfinished request holding some (only as many as the shortfall beyond the bytes already
+  on their way back from closed connections), waits up to `release_wait` for those bytes, else it is refused
+  (503). Under load a closed connection's thread may take a while to wake and release them.
 
 A connection is closed from the reaper's or the acceptor's thread with `shutdown(2)`, which wakes its own
 thread out of `recv`; that thread then releases the slot.
@@ -42,6 +44,7 @@ class Limits:
     idle_timeout: float = 60.0
     body_budget: int = 32 * 1024 * 1024
     reap_interval: float = 0.25
+    release_wait: float = 2.0  # the longest a request waits for the bytes of closed connections to come back
 
 
 class State(enum.Enum):
@@ -73,6 +76,7 @@ class ConnectionTable:
         self._cond = threading.Condition()
         self._slots: set[Slot] = set()
         self._held = 0
+        self._wanted = 0  # body bytes asked for by requests in `take`, the waiting ones included
         self._order = itertools.count()
 
     def __len__(self) -> int:
@@ -134,18 +138,35 @@ class ConnectionTable:
             slot.deadline = self.clock() + self.limits.request_timeout
 
     def take(self, slot: Slot, size: int) -> bool:
-        """Count `size` more body bytes of `slot`'s request; False when the budget cannot make room."""
+        """Count `size` more body bytes of `slot`'s request; False when the budget cannot make room in time.
+
+        The bytes of connections already closed come back as soon as their threads release them, so only the
+        shortfall beyond those is evicted (concurrent requests do not each close another holder), and a
+        request waits for them at most `release_wait` seconds. A connection closed while it waits gets nothing.
+        """
         with self._cond:
-            while self._held + size > self.limits.body_budget:
-                victim = self._oldest(lambda s: s.state is State.READING and s.held > 0 and s is not slot)
-                if victim is None:
-                    self.dropped["budget"] += 1
-                    return False
-                self._drop(victim, "budget")
-                self._cond.wait_for(lambda v=victim: v not in self._slots, timeout=2.0)  # type: ignore[misc]
-            self._held += size
-            slot.held += size
-            return True
+            give_up = time.monotonic() + self.limits.release_wait
+            self._wanted += size
+            try:
+                while self._held + size > self.limits.body_budget:
+                    if slot.dropped:
+                        return False
+                    coming = sum(s.held for s in self._slots if s.dropped)
+                    if self._held - coming + self._wanted > self.limits.body_budget:  # waiters' bytes included
+                        victim = self._oldest(lambda s: s.state is State.READING and s.held > 0 and s is not slot)
+                        if victim is not None:
+                            self._drop(victim, "budget")
+                            continue
+                    left = give_up - time.monotonic()
+                    if not coming or left <= 0:
+                        self.dropped["budget"] += 1
+                        return False
+                    self._cond.wait(left)
+                self._held += size
+                slot.held += size
+                return True
+            finally:
+                self._wanted -= size
 
     def reap(self) -> None:
         """Close every connection past its deadline."""
@@ -161,6 +182,7 @@ class ConnectionTable:
     def _drop(self, slot: Slot, reason: str) -> None:
         slot.dropped = reason
         self.dropped[reason] += 1
+        self._cond.notify_all()  # its thread may be waiting in `take`
         # The plain socket's shutdown, also for TLS sockets: it wakes the owner's blocked recv without touching
         # the TLS state another thread is using. OSError: already closed by its peer.
         with contextlib.suppress(OSError):

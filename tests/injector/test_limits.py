@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import pathlib
+import random
 import socket
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -41,11 +42,13 @@ class Peers:
         self.closed: list[Slot] = []
         self._keep: list[socket.socket] = []
 
-    def connect(self) -> Slot | None:
+    def connect(self, serve: bool = True) -> Slot | None:
+        """A new connection; with `serve=False` nothing releases its slot until the test calls `release`
+        (a connection thread that has not yet woken up, as under load)."""
         ours, theirs = socket.socketpair()
         self._keep.append(theirs)
         slot = self.table.admit(ours)
-        if slot is not None:
+        if slot is not None and serve:
             threading.Thread(target=self._serve, args=(ours, slot), daemon=True).start()
         return slot
 
@@ -128,6 +131,134 @@ def test_the_body_budget_evicts_the_oldest_unfinished_holder(clock: Clock) -> No
     assert fourth is not None and not table.take(fourth, 400)  # only busy requests hold bytes: refused
     table.idle(second)
     assert table.held == 400 and table.take(fourth, 400)
+
+
+class Taker(threading.Thread):
+    """`table.take(slot, size)` in its own thread, as a connection's thread calls it while reading a body."""
+
+    def __init__(self, table: ConnectionTable, slot: Slot, size: int) -> None:
+        super().__init__(daemon=True)
+        self.table, self.slot, self.size = table, slot, size
+        self.result: bool | None = None
+        self.seconds = 0.0
+        self.start()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        self.result = self.table.take(self.slot, self.size)
+        self.seconds = time.monotonic() - started
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
+
+
+def test_a_request_waits_for_the_bytes_of_closed_connections_instead_of_being_refused(clock: Clock) -> None:
+    """Under load a closed connection's thread wakes late. Its bytes are on their way back: a request that fits
+    once they are is kept waiting (at most `release_wait`), not refused, and closes no one else."""
+    table = ConnectionTable(Limits(body_budget=1000), clock)
+    peers = Peers(table)
+    slow, first, second = peers.connect(serve=False), peers.connect(), peers.connect()
+    assert slow and first and second and table.take(slow, 900)
+    asking = Taker(table, first, 500)
+    wait_until(lambda: bool(slow.dropped))
+    also = Taker(table, second, 200)  # nothing left to close: the old table refused this one at once
+    time.sleep(0.2)
+    assert asking.result is None and also.result is None
+    table.release(slow)
+    asking.join(5)
+    also.join(5)
+    assert asking.result is True and also.result is True
+    assert table.held == 700 and table.dropped == {"budget": 1}
+
+
+def test_concurrent_requests_close_only_the_holders_they_need(clock: Clock) -> None:
+    table = ConnectionTable(Limits(body_budget=900), clock)
+    peers = Peers(table)
+    holders = [peers.connect(serve=False) for _ in range(3)]
+    for holder in holders:
+        assert holder is not None and table.take(holder, 300)
+        clock.now += 1
+    takers = [peers.connect() for _ in range(2)]
+    assert takers[0] and takers[1]
+    waiting = [Taker(table, takers[0], 100)]
+    wait_until(lambda: bool(holders[0] and holders[0].dropped))
+    waiting.append(Taker(table, takers[1], 100))  # the first holder's 300 bytes cover both
+    time.sleep(0.2)
+    assert [bool(h and h.dropped) for h in holders] == [True, False, False]
+    table.release(holders[0])  # type: ignore[arg-type]
+    for taker in waiting:
+        taker.join(5)
+        assert taker.result is True
+    assert table.held == 800 and table.dropped == {"budget": 1}
+
+
+def test_a_request_closed_while_waiting_for_room_gets_nothing_and_stops_at_once(clock: Clock) -> None:
+    table = ConnectionTable(Limits(body_budget=1000, request_timeout=10), clock)
+    peers = Peers(table)
+    slow = peers.connect(serve=False)
+    assert slow and table.take(slow, 900)
+    clock.now += 5
+    waiter = peers.connect(serve=False)
+    assert waiter is not None
+    asking = Taker(table, waiter, 500)
+    wait_until(lambda: bool(slow.dropped))
+    clock.now += 11  # past the waiter's request deadline
+    table.reap()
+    asking.join(5)
+    assert asking.result is False and asking.seconds < 1.0 and waiter.held == 0
+    assert table.held == 900  # the slow thread has still not released its bytes
+
+
+def test_a_request_gives_up_when_closed_connections_never_release(clock: Clock) -> None:
+    table = ConnectionTable(Limits(body_budget=1000, release_wait=0.3), clock)
+    peers = Peers(table)
+    slow, asking_slot = peers.connect(serve=False), peers.connect()
+    assert slow and asking_slot and table.take(slow, 900)
+    asking = Taker(table, asking_slot, 500)
+    asking.join(5)
+    assert asking.result is False and 0.3 <= asking.seconds < 2.0
+    assert table.dropped == {"budget": 2} and table.held == 900
+
+
+def test_many_requests_and_late_releases_keep_the_budget_exact(clock: Clock) -> None:
+    """Random sizes from many threads, slots released late at random: the budget is never exceeded, and
+    what the table holds is exactly what its live slots hold."""
+    rng = random.Random(11)
+    table = ConnectionTable(Limits(body_budget=10_000, max_connections=1000), clock)
+    peers = Peers(table)
+    slots = [peers.connect(serve=False) for _ in range(60)]
+    over: list[int] = []
+
+    def body(slot: Slot) -> None:
+        for _ in range(rng.randrange(1, 6)):
+            if not table.take(slot, rng.randrange(1, 3000)):
+                break
+            over.append(max(0, table.held - 10_000))
+            clock.now += 0.001
+
+    def releaser() -> None:
+        while any(s for s in slots if s and s.dropped and s in table._slots):
+            for slot in [s for s in slots if s and s.dropped]:
+                time.sleep(rng.random() * 0.01)
+                table.release(slot)
+
+    threads = [threading.Thread(target=body, args=(s,)) for s in slots if s]
+    for thread in threads:
+        thread.start()
+    releasing = threading.Thread(target=releaser)
+    releasing.start()
+    for thread in threads:
+        thread.join(10)
+    releasing.join(10)
+    assert not any(t.is_alive() for t in threads)
+    assert max(over) == 0
+    live = [s for s in slots if s and s in table._slots]
+    assert table.held == sum(s.held for s in live) <= 10_000
+    assert table.dropped["budget"] > 0
 
 
 @pytest.fixture
