@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-__all__ = ["ProcFS", "ProcessInfo", "ProcessTable"]
+__all__ = ["ProcFS", "ProcessInfo", "ProcessTable", "pipe_holders"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,3 +82,19 @@ class ProcFS:
             return os.pidfd_open(pid)
         except OSError:
             return None
+
+
+def pipe_holders(fd: int, root: Path = Path("/proc")) -> list[ProcessInfo]:
+    """Other processes that hold the pipe `fd` is one end of (either end), oldest first; best effort."""
+    needle = f"pipe:[{os.fstat(fd).st_ino}]"
+    table, found = ProcFS(root), []
+    for entry in table._entries():
+        if int(entry.name) == os.getpid():
+            continue
+        try:
+            links = [os.readlink(link.path) for link in os.scandir(f"{entry.path}/fd")]
+        except OSError:  # gone, or not ours to read
+            continue
+        if needle in links and (info := table._read(int(entry.name))) is not None:
+            found.append(info)
+    return sorted(found, key=lambda info: (info.start, info.pid))

@@ -191,7 +191,12 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     with _signals(proc):
         returncode = proc.wait()
     if isinstance(source, ParsedLines) and isinstance(source.lines, ProcessOutput):
+        source.lines.command_exited()
         source.lines.join()  # the pipes' last bytes are queued before the final drain
+        if left := source.lines.left_open:
+            print(f"katib-metrics run: warning: the command ended, but process(es) it left running still hold its "
+                  f"output open: {', '.join(left)}; what they write from now on is not read (they are not "
+                  f"stopped)", file=sys.stderr)
     pipeline.stop()
     source.close()
     pushed.finish(store)  # what the command reported itself counts in the table (and the objective)

@@ -7,14 +7,28 @@ never drops lines. A pipe's unterminated last line is queued, as a whole line, w
 A line longer than `MAX_LINE` (a progress bar's `\r` redraws) is queued in pieces without a newline,
 never held whole; `read()` hands over one pipe's blocks at a time and says which in `stream`, so the
 parser continues each piece with the next block of the same pipe.
+
+The command's end ends the reading, not the pipes' end of file: processes it left running in the background
+(a TensorBoard server, a leaked worker) inherit the pipes and may keep them open for hours. Once told the
+command exited (`command_exited`), each reader still takes every byte that is in its pipe then (the
+command's last output is never cut), and whatever else arrives within `AFTER_EXIT` seconds, then stops.
+`left_open` names the processes that still held a pipe then.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import select
+import struct
+import termios
 import threading
+import time
 from collections import deque
+from collections.abc import Iterator
 from typing import IO
+
+from katib_metrics.collector.proctable import pipe_holders
 
 __all__ = ["ProcessOutput"]
 
@@ -22,6 +36,7 @@ READ_SIZE = 1 << 16
 MAX_QUEUED = 8 << 20
 MAX_BLOCK = 1 << 20
 MAX_LINE = 1 << 20
+AFTER_EXIT = 1.0  # seconds a pipe is still read after the command exited, for what its leftovers write
 
 
 class ProcessOutput:
@@ -34,6 +49,9 @@ class ProcessOutput:
         self._cond = threading.Condition()
         self._max_queued = max_queued
         self._woken = False
+        self._exited: float | None = None  # when reading ends, once the command exited (monotonic)
+        self._wake_r, self._wake_w = os.pipe()
+        self.left_open: list[str] = []  # "pid (name)" of processes holding a pipe when its reading ended
         self._threads = [threading.Thread(target=self._pump, args=(index, pipe, tee), daemon=True, name="tee")
                          for index, (pipe, tee) in enumerate(streams)]
         for thread in self._threads:
@@ -46,7 +64,7 @@ class ProcessOutput:
     def _pump(self, index: int, pipe: IO[bytes], tee: IO[bytes] | None) -> None:
         carry, in_pieces = b"", False
         fd = pipe.fileno()
-        while data := os.read(fd, READ_SIZE):
+        for data in self._chunks(fd):
             if tee is not None:
                 tee.write(data)
                 tee.flush()
@@ -64,6 +82,34 @@ class ProcessOutput:
         pipe.close()
         with self._cond:
             self._cond.notify_all()
+
+    def command_exited(self, grace: float = AFTER_EXIT) -> None:
+        """The command ended: each pipe is read to what it holds now, then for `grace` seconds at most."""
+        self._exited = time.monotonic() + grace
+        os.write(self._wake_w, b"x")
+
+    def _chunks(self, fd: int) -> Iterator[bytes]:
+        """The pipe's bytes as they come, until its end of file or, after the command exited, as above."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(self._wake_r, select.POLLIN)  # readable from `command_exited` on
+        owed: int | None = None  # bytes in the pipe when the exit was noticed: the command's last output
+        while True:
+            until = self._exited
+            if until is not None and owed is None:
+                poller.unregister(self._wake_r)
+                owed = struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+            if until is not None and owed is not None and owed <= 0 and time.monotonic() >= until:
+                self.left_open += [f"{info.pid} ({info.name})" for info in pipe_holders(fd)]
+                return
+            timeout = None if until is None or owed is None or owed > 0 else max(until - time.monotonic(), 0) * 1000
+            if any(ready == fd for ready, _ in poller.poll(timeout)):
+                data = os.read(fd, READ_SIZE)
+                if not data:
+                    return
+                if owed is not None:
+                    owed -= len(data)
+                yield data
 
     def _put(self, index: int, block: bytes) -> None:
         with self._cond:
@@ -108,3 +154,5 @@ class ProcessOutput:
 
     def close(self) -> None:
         self.join(timeout=5)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
