@@ -24,6 +24,7 @@ from katib_metrics.injector.patch import json_patch
 from katib_metrics.injector.settings import SHIPPED_KATIB_CONFIG, db_manager_address
 from katib_metrics.injector.sidecar import SidecarOptions
 from katib_metrics.injector.trial import Trial, algorithm_from_object
+from katib_metrics.parsers.safeyaml import load_yaml
 
 __all__ = ["main"]
 
@@ -97,7 +98,7 @@ def _read_yaml(path: str, what: str, option: str, accepted: Sequence[str]) -> Ma
     except OSError as err:
         raise UsageError(f"cannot read {what} file {path}: {err.strerror or err}") from err
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError as err:
         raise UsageError(f"{what} file {path} is not valid YAML: {err}") from err
     if not isinstance(document, Mapping):
@@ -129,7 +130,7 @@ def read_katib_config(path: str | None, option: str = "--config") -> KatibConfig
     except OSError as err:
         raise UsageError(f"cannot read katib-config file {path}: {err.strerror or err}") from err
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError:
         document = None  # load_katib_config names the YAML error
     if isinstance(document, Mapping):

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from katib_metrics.injector.errors import ConfigError
+from katib_metrics.parsers.safeyaml import load_yaml
 
 __all__ = [
     "CONFIGMAP_KEY",
@@ -118,7 +119,7 @@ def _unwrap(document: Mapping[str, Any]) -> Mapping[str, Any]:
     text = (document.get("data") or {}).get(CONFIGMAP_KEY)
     if text is None:
         raise ConfigError(f"ConfigMap has no data key {CONFIGMAP_KEY!r}: put the KatibConfig document there")
-    inner = yaml.safe_load(text)
+    inner = load_yaml(text)
     if not isinstance(inner, Mapping):
         raise ConfigError(f"ConfigMap key {CONFIGMAP_KEY!r} must hold a KatibConfig mapping")
     return inner
@@ -143,7 +144,7 @@ def parse_katib_config(document: Mapping[str, Any]) -> KatibConfig:
 def load_katib_config(text: str, source: str = "katib-config") -> KatibConfig:
     """Parse YAML text holding a KatibConfig or the ConfigMap that wraps it."""
     try:
-        document = yaml.safe_load(text)
+        document = load_yaml(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{source}: not valid YAML: {err}") from err
     if not isinstance(document, Mapping):

@@ -28,14 +28,16 @@ def load_documents(path: str) -> list[Any]:
             from None
     try:
         return [json.loads(text)]
-    except ValueError:
+    except (ValueError, RecursionError):  # JSON is YAML: the YAML reader names the problem
         pass
     try:
         import yaml
+
+        from katib_metrics.parsers.safeyaml import load_yaml_all
     except ImportError:  # pragma: no cover - PyYAML is a dependency
         raise ExperimentError(f"{path}: reading YAML needs PyYAML: pip install pyyaml") from None
     try:
-        return [doc for doc in yaml.safe_load_all(text) if doc is not None]
+        return [doc for doc in load_yaml_all(text) if doc is not None]
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
