@@ -86,7 +86,8 @@ class ProcessOutput:
     def command_exited(self, grace: float = AFTER_EXIT) -> None:
         """The command ended: each pipe is read to what it holds now, then for `grace` seconds at most."""
         self._exited = time.monotonic() + grace
-        os.write(self._wake_w, b"x")
+        if self._wake_w >= 0:
+            os.write(self._wake_w, b"x")
 
     def _chunks(self, fd: int) -> Iterator[bytes]:
         """The pipe's bytes as they come, until its end of file or, after the command exited, as above."""
@@ -153,6 +154,9 @@ class ProcessOutput:
             thread.join(timeout)
 
     def close(self) -> None:
+        """Waits a little for the readers; the wake pipe is closed once they are gone (only once)."""
         self.join(timeout=5)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        if self.done and self._wake_w >= 0:
+            for fd in (self._wake_r, self._wake_w):
+                os.close(fd)
+            self._wake_r = self._wake_w = -1

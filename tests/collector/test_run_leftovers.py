@@ -126,3 +126,18 @@ def test_the_pipe_is_read_to_what_it_held_at_the_exit_even_when_the_queue_was_fu
         leftover.kill()
         leftover.wait()
         output.close()
+
+
+def test_closing_twice_closes_the_wake_pipe_once() -> None:
+    read_end, write_end = os.pipe()
+    output = ProcessOutput([(os.fdopen(read_end, "rb", buffering=0), None)])
+    os.close(write_end)
+    output.join(5)
+    output.close()
+    reused = os.open(os.devnull, os.O_RDONLY)  # may take the number of a descriptor closed above
+    try:
+        output.close()
+        output.command_exited()
+        os.fstat(reused)  # still open: a second close did not close someone else's descriptor
+    finally:
+        os.close(reused)
