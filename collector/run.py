@@ -31,7 +31,7 @@ from katib_metrics.collector.pipeline import ParsedLines, Pipeline, open_source
 from katib_metrics.collector.push_run import PushedRows
 from katib_metrics.collector.report import ReportError
 from katib_metrics.collector.resend import keep_locally
-from katib_metrics.collector.run_output import LineEnd, RetryNotice, write_results
+from katib_metrics.collector.run_output import LineEnd, QuietText, RetryNotice, write_results
 from katib_metrics.collector.sources.base import LogSource
 from katib_metrics.collector.sources.pipe import ProcessOutput
 from katib_metrics.collector.stopper import EarlyStop
@@ -155,7 +155,7 @@ def run_command(options: RunOptions, *, out: BinaryIO | None = None, err: Binary
     """Run, collect, report, print the table; returns the exit status."""
     out = out or sys.stdout.buffer
     err = err or sys.stderr.buffer
-    summary = summary or sys.stdout
+    summary = cast(TextIO, QuietText(summary or sys.stdout))
     capture = options.path is None and not options.prometheus_url
     env = {**os.environ, **dict(options.env), "KATIB_TRIAL_NAME": options.trial}
     try:

@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import sys
 import threading
 import time
-from typing import Any, BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO
 
 from katib_metrics.collector.report.observer import ReportOutcome
 from katib_metrics.collector.store import MetricStore
 from katib_metrics.parsers.table import json_document, objective_line, summary_table
 
-__all__ = ["LineEnd", "RetryNotice", "write_results"]
+__all__ = ["LineEnd", "QuietText", "RetryNotice", "write_results"]
 
 PROG = "katib-metrics run"
 
 
+def reader_gone(stream: IO[Any]) -> None:
+    """The reader of `stream` left (`katib-metrics run ... | head`): from now on what is written to it goes
+    nowhere, also to stderr when it is the same pipe (`2>&1 |`), and the run goes on collecting. Said once."""
+    fd = stream.fileno()
+    broken = os.fstat(fd)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for other in {fd, 1, 2}:
+            with contextlib.suppress(OSError):
+                same = os.fstat(other)
+                if (same.st_dev, same.st_ino) == (broken.st_dev, broken.st_ino):
+                    os.dup2(devnull, other)
+    finally:
+        os.close(devnull)
+    with contextlib.suppress(OSError):
+        print(f"{PROG}: warning: the reader of its output went away (broken pipe): the rest is not shown; "
+              "metrics are still collected and stored", file=sys.stderr, flush=True)
+
+
 class LineEnd:
-    """A binary stream that remembers whether what was written last ended a line (the table starts on its own)."""
+    """A binary stream that remembers whether what was written last ended a line (the table starts on its own).
+    A reader that goes away does not stop the run (`reader_gone`)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
@@ -28,18 +51,46 @@ class LineEnd:
         with self._lock:
             if data:
                 self.at_line_start = data.endswith(b"\n")
-            return self.stream.write(data)
+            return self._quietly(self.stream.write, data) or len(data)
 
     def flush(self) -> None:
-        self.stream.flush()
+        self._quietly(self.stream.flush)
 
     def end_line(self) -> None:
         """A newline if the command's last output left a line open."""
         with self._lock:
             if not self.at_line_start:
-                self.stream.write(b"\n")
-                self.stream.flush()
+                self._quietly(self.stream.write, b"\n")
+                self._quietly(self.stream.flush)
                 self.at_line_start = True
+
+    def _quietly(self, call: Any, *args: Any) -> Any:
+        try:
+            return call(*args)
+        except BrokenPipeError:
+            reader_gone(self.stream)
+            return None
+
+
+class QuietText(io.TextIOBase):
+    """`run`'s own text on stdout: a reader that goes away does not stop the run (`reader_gone`)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            reader_gone(self.stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            reader_gone(self.stream)
 
 
 class RetryNotice:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -55,4 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"installed; install it with: {install_command('all')}", file=sys.stderr)
         return 2
     func: Callable[[list[str], str], int] = getattr(module, func_name)
-    return func(args[1:], f"katib-metrics {name}")
+    try:
+        return func(args[1:], f"katib-metrics {name}")
+    except BrokenPipeError:  # `katib-metrics parse ... | head`: the reader has what it wanted
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the flush at exit goes nowhere instead of failing again
+        os.close(devnull)
+        return 128 + signal.SIGPIPE  # what a shell shows for a tool ended by SIGPIPE (as a Go binary is)

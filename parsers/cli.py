@@ -317,6 +317,8 @@ def main(argv: list[str], prog: str = "katib-metrics parse") -> int:
         print(f"{prog}: error: reading TensorFlow event files needs {err.name}: "
               "pip install 'katib-metrics-collector[tfevent]'", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        raise  # stdout's reader left, not the input: the app shell ends quietly
     except OSError as err:
         print(f"{prog}: error: cannot read {args.path}: {err.strerror or err}", file=sys.stderr)
         return 1
