@@ -19,9 +19,10 @@ __all__ = ["LineEnd", "QuietText", "RetryNotice", "write_results"]
 PROG = "katib-metrics run"
 
 
-def reader_gone(stream: IO[Any]) -> None:
-    """The reader of `stream` left (`katib-metrics run ... | head`): from now on what is written to it goes
-    nowhere, also to stderr when it is the same pipe (`2>&1 |`), and the run goes on collecting. Said once."""
+def output_lost(stream: IO[Any], error: OSError) -> None:
+    """`stream` can take no more: its reader left (`katib-metrics run ... | head`) or its disk is full. From
+    now on what is written to it goes nowhere, also to stderr when it is the same file (`2>&1`), and the run
+    goes on collecting. Said once, on stderr if it still works."""
     fd = stream.fileno()
     broken = os.fstat(fd)
     devnull = os.open(os.devnull, os.O_WRONLY)
@@ -34,13 +35,14 @@ def reader_gone(stream: IO[Any]) -> None:
     finally:
         os.close(devnull)
     with contextlib.suppress(OSError):
-        print(f"{PROG}: warning: the reader of its output went away (broken pipe): the rest is not shown; "
-              "metrics are still collected and stored", file=sys.stderr, flush=True)
+        why = "the reader of its output went away" if isinstance(error, BrokenPipeError) else "its output failed"
+        print(f"{PROG}: warning: {why} ({error.strerror or error}): the rest is not shown; metrics are still "
+              "collected and stored", file=sys.stderr, flush=True)
 
 
 class LineEnd:
     """A binary stream that remembers whether what was written last ended a line (the table starts on its own).
-    A reader that goes away does not stop the run (`reader_gone`)."""
+    A reader that goes away does not stop the run (`output_lost`)."""
 
     def __init__(self, stream: BinaryIO) -> None:
         self.stream = stream
@@ -67,13 +69,13 @@ class LineEnd:
     def _quietly(self, call: Any, *args: Any) -> Any:
         try:
             return call(*args)
-        except BrokenPipeError:
-            reader_gone(self.stream)
+        except OSError as err:
+            output_lost(self.stream, err)
             return None
 
 
 class QuietText(io.TextIOBase):
-    """`run`'s own text on stdout: a reader that goes away does not stop the run (`reader_gone`)."""
+    """`run`'s own text on stdout: a reader that goes away does not stop the run (`output_lost`)."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__()
@@ -82,15 +84,15 @@ class QuietText(io.TextIOBase):
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
-        except BrokenPipeError:
-            reader_gone(self.stream)
+        except OSError as err:
+            output_lost(self.stream, err)
             return len(text)
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except BrokenPipeError:
-            reader_gone(self.stream)
+        except OSError as err:
+            output_lost(self.stream, err)
 
 
 class RetryNotice:

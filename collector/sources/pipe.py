@@ -18,6 +18,7 @@ command's last output is never cut), and whatever else arrives within `AFTER_EXI
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import select
 import struct
@@ -36,6 +37,8 @@ READ_SIZE = 1 << 16
 MAX_QUEUED = 8 << 20
 MAX_BLOCK = 1 << 20
 MAX_LINE = 1 << 20
+log = logging.getLogger(__name__)
+
 AFTER_EXIT = 1.0  # seconds a pipe is still read after the command exited, for what its leftovers write
 
 
@@ -66,8 +69,12 @@ class ProcessOutput:
         fd = pipe.fileno()
         for data in self._chunks(fd):
             if tee is not None:
-                tee.write(data)
-                tee.flush()
+                try:
+                    tee.write(data)
+                    tee.flush()
+                except Exception:  # showing the output must never stop its collection
+                    log.exception("the command's output can no longer be shown; it is still collected")
+                    tee = None
             cut = data.rfind(b"\n")
             if cut < 0:
                 carry += data
