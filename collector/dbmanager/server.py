@@ -6,7 +6,8 @@ Decodes requests, calls the store, encodes replies; all storage rules live in `s
     BindError       the address is valid but cannot be listened on (in use, not local, no permission)
 
 Status codes: a bad time stamp or time bound is INVALID_ARGUMENT (nothing of the request is stored);
-a database busy beyond its timeout is UNAVAILABLE (clients retry); other storage failures are INTERNAL.
+a database busy beyond its timeout or failing to write is UNAVAILABLE and a full disk RESOURCE_EXHAUSTED
+(nothing of the request is stored; clients retry); other storage failures are INTERNAL.
 Health: service "" or "grpc.health.v1.Health" answers SERVING after a `SELECT 1`, else NOT_SERVING;
 any other service name is NOT_FOUND, as the standard health protocol says (Katib answers UNKNOWN
 with an error; both fail a probe).
@@ -36,6 +37,15 @@ log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 _MAX_MESSAGE = 2**31 - 1  # as Katib's db-manager
+# SQLite's primary result codes of failures that pass: the write was rolled back whole, so clients may retry
+# (a full disk as RESOURCE_EXHAUSTED, as gRPC names "the file system is out of space"; a file-size limit
+# or a failing write is reported as an I/O error).
+_TRANSIENT = {
+    5: grpc.StatusCode.UNAVAILABLE,  # SQLITE_BUSY
+    6: grpc.StatusCode.UNAVAILABLE,  # SQLITE_LOCKED
+    10: grpc.StatusCode.UNAVAILABLE,  # SQLITE_IOERR
+    13: grpc.StatusCode.RESOURCE_EXHAUSTED,  # SQLITE_FULL
+}
 T = TypeVar("T")
 
 
@@ -69,13 +79,10 @@ def _guarded(context: grpc.ServicerContext, action: Callable[[], T]) -> T:
     except InvalidTimestamp as err:
         _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{err}; nothing of this request was stored")
     except sqlite3.OperationalError as err:
-        log.warning("database busy or failing: %s", err)
-        code = (
-            grpc.StatusCode.UNAVAILABLE
-            if "locked" in str(err) or "busy" in str(err)
-            else grpc.StatusCode.INTERNAL
-        )
-        _abort(context, code, f"database error: {err}")
+        code = _TRANSIENT.get(err.sqlite_errorcode & 0xFF, grpc.StatusCode.INTERNAL)
+        log.warning("database busy or failing (%s): %s", code.name, err)
+        advice = "; nothing of this request was stored, retry" if code != grpc.StatusCode.INTERNAL else ""
+        _abort(context, code, f"database error: {err}{advice}")
     except (sqlite3.Error, StoreError) as err:
         log.error("database error: %s", err)
         _abort(context, grpc.StatusCode.INTERNAL, f"database error: {err}")

@@ -23,9 +23,11 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from katib_metrics.parsers.model import CollectorSpec, MetricLog, ObjectiveType, Strategy
 from katib_metrics.parsers.timestamps import Instant, format_rfc3339, to_storage
@@ -148,11 +150,12 @@ class ObservationStore:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
+        self._busy: set[sqlite3.Connection] = set()  # in use by a thread: closed by it, when it is done
         self._closed = False
-        conn = self._open()
         try:
-            conn.executescript(_SCHEMA)
-            conn.execute(_CHECK).fetchall()
+            with self._using() as conn:
+                conn.executescript(_SCHEMA)
+                conn.execute(_CHECK).fetchall()
         except sqlite3.DatabaseError as err:
             self.close()
             raise StoreOpenError(
@@ -172,17 +175,36 @@ class ObservationStore:
                 f"cannot open the observation database {self.path}: {err}; check that the directory "
                 "exists and is writable, or choose another --db file"
             ) from err
-        with self._lock:
-            self._connections.append(conn)
         return conn
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._closed:
-            raise StoreError(f"the observation database {self.path} is closed")
+    def _thread_conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._open()
+            with self._lock:
+                self._connections.append(conn)  # closed by `close()` (or by `_using` if closed already)
         return conn
+
+    @contextmanager
+    def _using(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, which `close()` leaves open until the statement using it is done:
+        closing a connection under a statement running in another thread crashes the process."""
+        conn = self._thread_conn()
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._busy.add(conn)
+        if closed:
+            conn.close()  # one this thread opened after `close()` is not left open
+            raise StoreError(f"the observation database {self.path} is closed")
+        try:
+            yield conn
+        finally:
+            with self._lock:
+                self._busy.discard(conn)
+                last = self._closed
+            if last:  # `close()` came while this thread used it, or before it opened it
+                conn.close()
 
     def report(self, trial_name: str, logs: Sequence[MetricLog]) -> int:
         """Append `logs` atomically; rows with an empty time stamp are skipped. Returns rows stored."""
@@ -198,15 +220,20 @@ class ObservationStore:
         ]
         if not rows:
             return 0
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany(_INSERT, rows)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._using() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    conn.execute("ROLLBACK")
+                raise
         return len(rows)
+
+    def _fetch(self, sql: str, params: Sequence[str | int] = ()) -> list[Any]:
+        with self._using() as conn:
+            return conn.execute(sql, params).fetchall()
 
     def query(
         self, trial_name: str, metric_name: str = "", start_time: str = "", end_time: str = ""
@@ -224,18 +251,17 @@ class ObservationStore:
             sql.append("AND time <= ?")
             params.append(_micros("end_time", end_time))
         sql.append("ORDER BY time, id")
-        rows = self._conn().execute(" ".join(sql), params).fetchall()
+        rows = self._fetch(" ".join(sql), params)
         return [MetricLog(_text(micros), name, value) for micros, name, value in rows]
 
     def delete(self, trial_name: str) -> int:
         """Remove every row of the trial; returns how many there were."""
-        return (
-            self._conn().execute("DELETE FROM observation_logs WHERE trial_name = ?", (trial_name,)).rowcount
-        )
+        with self._using() as conn:
+            return conn.execute("DELETE FROM observation_logs WHERE trial_name = ?", (trial_name,)).rowcount
 
     def record_trial(self, info: TrialInfo) -> None:
         """Keep what a trial was collected for; a trial recorded again keeps its first creation time."""
-        self._conn().execute(
+        self._fetch(
             "INSERT INTO trials (name, created, metric_names, objective_type, strategies, resend_to) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET metric_names = excluded.metric_names, "
             "objective_type = excluded.objective_type, strategies = excluded.strategies, "
@@ -246,39 +272,37 @@ class ObservationStore:
 
     def trials(self) -> list[tuple[TrialInfo, int]]:
         """Every trial with rows or a record, and its row count; `created` is its first row's time if unrecorded."""
-        rows = self._conn().execute(
+        rows = self._fetch(
             "SELECT o.trial_name, COALESCE(t.created, o.first), o.n, t.metric_names, t.objective_type, "
             "t.strategies, t.resend_to FROM (SELECT trial_name, MIN(time) AS first, COUNT(*) AS n "
             "FROM observation_logs GROUP BY trial_name) AS o LEFT JOIN trials AS t ON t.name = o.trial_name "
             "UNION ALL SELECT name, created, 0, metric_names, objective_type, strategies, resend_to FROM trials "
             "WHERE name NOT IN (SELECT trial_name FROM observation_logs)"
-        ).fetchall()
+        )
         return [(_info(name, created, *rest), count) for name, created, count, *rest in rows]
 
     def trial(self, name: str) -> TrialInfo | None:
-        row = self._conn().execute(
+        rows = self._fetch(
             "SELECT name, created, metric_names, objective_type, strategies, resend_to FROM trials WHERE name = ?",
             (name,),
-        ).fetchone()
-        return None if row is None else _info(*row)
+        )
+        return _info(*rows[0]) if rows else None
 
     def row_count(self, trial_name: str) -> int:
-        row = self._conn().execute(
-            "SELECT COUNT(*) FROM observation_logs WHERE trial_name = ?", (trial_name,)
-        ).fetchone()
-        return int(row[0])
+        return int(self._fetch("SELECT COUNT(*) FROM observation_logs WHERE trial_name = ?", (trial_name,))[0][0])
 
     def ping(self) -> bool:
         """`SELECT 1`, as Katib's health check does."""
         try:
-            row: tuple[int] | None = self._conn().execute("SELECT 1").fetchone()
-            return row == (1,)
+            return self._fetch("SELECT 1") == [(1,)]
         except (sqlite3.Error, StoreError):
             return False
 
     def close(self) -> None:
+        """Close the database; a statement running in another thread finishes first, on its own."""
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, []
-        for conn in connections:
+            idle = [conn for conn in self._connections if conn not in self._busy]
+            self._connections = []
+        for conn in idle:
             conn.close()
