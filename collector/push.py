@@ -63,6 +63,10 @@ def trial_from_env() -> str:
     if not name:
         # Katib's exact message; an empty name is refused too (it would only store rows nobody reads).
         raise ValueError("The Trial name is not passed to environment variables")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:  # bytes that are not UTF-8 in the environment: no request could carry it
+        raise ValueError(f"{TRIAL_ENV}={name!r} is not UTF-8 text; set it to the Trial's name") from None
     return name
 
 

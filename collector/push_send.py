@@ -1,8 +1,8 @@
 """Push mode's delivery: one batch of rows into a db-manager exactly once, retried within a deadline.
 
-A request that failed with DEADLINE_EXCEEDED or UNAVAILABLE may still have been stored (the reply was
-lost, or the connection broke after the server read the request). Resending blindly would store those
-rows twice; giving up would lose them. So before sending again, the batch is looked up with
+A request that failed with DEADLINE_EXCEEDED, UNAVAILABLE or CANCELLED may still have been stored (the reply
+was lost, or the connection broke, or the db-manager stopped, after the server read the request). Resending
+blindly would store those rows twice; giving up would lose them. So before sending again, the batch is looked up with
 `GetObservationLog` over its time range (stamps are unique per process, see `push_values.Stamper`) and
 only the rows the db-manager does not hold are sent. RESOURCE_EXHAUSTED is a refusal: resent as is.
 Other codes fail at once. Every attempt has its own deadline, never past the caller's.
@@ -30,7 +30,10 @@ ATTEMPT_TIMEOUT = 20.0
 """One request's deadline: a db-manager that accepted the connection but hangs is tried again after this."""
 
 _MIN_ATTEMPT = 0.05  # less time than this left would only buy another DEADLINE_EXCEEDED
-_MAYBE_STORED = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE"})
+# CANCELLED: push mode never cancels a call it is waiting on, so it comes from the server's side (a db-manager
+# stopping mid-call answers UNAVAILABLE or CANCELLED, by a race), after the request may have been stored.
+_MAYBE_STORED = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"})
+_RETRYABLE = RETRYABLE_CODES | _MAYBE_STORED
 _REPORT = "/api.v1.beta1.DBManager/ReportObservationLog"
 _GET = "/api.v1.beta1.DBManager/GetObservationLog"
 
@@ -99,7 +102,7 @@ def _attempt(channel: PushChannel, trial: str, batch: Batch, timeout: float) -> 
         try:
             batch.rows = channel.missing(trial, batch.rows, timeout)
         except grpc.RpcError as err:
-            if code_name(err)[0] in RETRYABLE_CODES:
+            if code_name(err)[0] in _RETRYABLE:
                 raise
             # A db-manager that cannot be asked: resending is the lesser evil (a duplicate row changes
             # none of min, max and latest; a lost one can change all three).
@@ -128,7 +131,7 @@ def deliver(channel: PushChannel, trial: str, batch: Batch, *, deadline: Callabl
         except grpc.RpcError as err:
             batch.last_code, batch.last_details = code_name(err)
             failures += 1
-            if batch.last_code not in RETRYABLE_CODES:
+            if batch.last_code not in _RETRYABLE:
                 raise CallFailed(batch.last_code, batch.last_details, attempts=batch.attempts, gave_up=False) from err
         left = deadline() - clock.now() - _MIN_ATTEMPT
         if left <= 0:

@@ -71,6 +71,14 @@ def value_text(name: str, value: Any) -> str:
     )
 
 
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def metric_rows(metrics: Mapping[str, Any], stamp: str) -> list[MetricLog]:
     """One row per metric, all with `stamp` (one report is one moment, as in Katib's SDK)."""
     if not isinstance(metrics, Mapping):
@@ -82,5 +90,8 @@ def metric_rows(metrics: Mapping[str, Any], stamp: str) -> list[MetricLog]:
         if not isinstance(name, str) or not name:
             raise PushError(f"metric name {name!r} is not a non-empty string; name each metric as the "
                             "Experiment's objective does")
+        if not name.isascii() and not _is_utf8(name):
+            raise PushError(f"metric name {name!r} cannot be sent: gRPC strings are UTF-8 and it holds a lone "
+                            "surrogate (a name decoded from non-UTF-8 bytes); name it with valid text")
         rows.append(MetricLog(stamp, name, value_text(name, value)))
     return rows

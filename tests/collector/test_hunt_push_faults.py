@@ -1,0 +1,91 @@
+"""Push mode against faults the other push tests lack: calls cut by a stopping db-manager, names gRPC cannot carry."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+import katib_metrics
+from katib_metrics import MetricsReporter
+from katib_metrics.collector.dbmanager import serve
+from katib_metrics.collector.push_values import PushError
+from katib_metrics.collector.report import get_observation_log
+from tests.collector.grpc_doubles import free_port
+from tests.collector.push_doubles import QueryableRecorder, serving, trial_env
+
+pytestmark = pytest.mark.timeout(60)
+__all__ = ["trial_env"]  # a fixture, used by name
+
+
+@dataclass
+class CancelsAfterStoring(QueryableRecorder):
+    """Stores the calls in `cancel_calls`, then answers CANCELLED, as a db-manager stopping mid-call may."""
+
+    cancel_calls: set[int] = field(default_factory=set)
+
+    def ReportObservationLog(self, request: Any, context: grpc.ServicerContext) -> Any:
+        reply = super().ReportObservationLog(request, context)
+        if self.calls in self.cancel_calls:
+            context.abort(grpc.StatusCode.CANCELLED, "the server is shutting down")
+        return reply
+
+
+@pytest.mark.parametrize("stored_first", [True, False], ids=["stored", "not-stored"])
+def test_a_call_the_server_cancels_is_looked_up_and_stored_once(trial_env: str, stored_first: bool) -> None:
+    recorder = (CancelsAfterStoring(cancel_calls={1}) if stored_first
+                else QueryableRecorder(script=lambda n: grpc.StatusCode.CANCELLED if n == 1 else None))
+    for servicer, address in serving(recorder):
+        katib_metrics.report_metrics({"loss": 0.5}, db_manager_address=address, timeout=30)
+        assert isinstance(servicer, QueryableRecorder) and servicer.lookups == 1
+        assert [row[1:] for row in servicer.all_rows()] == [("loss", "0.5")]
+
+
+def test_a_db_manager_stopped_mid_call_and_restarted_again_and_again_loses_and_repeats_nothing(
+        trial_env: str, tmp_path: Path) -> None:
+    # Stopped with no grace while requests are in flight, a db-manager's calls end UNAVAILABLE or CANCELLED.
+    port, db = free_port(), tmp_path / "observations.db"
+    server = serve(f"127.0.0.1:{port}", db)
+    reporter = MetricsReporter(server.address, batch_rows=200)
+    step = 0
+    try:
+        for _ in range(15):
+            until = time.monotonic() + 0.1
+            while time.monotonic() < until:
+                reporter.report({"loss": step})
+                step += 1
+            server.stop(grace=None)
+            server = serve(f"127.0.0.1:{port}", db)
+        assert reporter.flush(60), "values were refused or not stored in time"
+        assert reporter.close() == 0
+        values = [int(row.value) for row in get_observation_log(server.address, trial_env, "loss")]
+    finally:
+        reporter.close(0)
+        server.stop(grace=None)
+    assert Counter(values) == Counter(range(step))  # every value, once
+    assert values == sorted(values)  # stamps keep report order across the restarts
+
+
+SURROGATE = b"acc\xff".decode("utf-8", "surrogateescape")  # what os.fsdecode makes of non-UTF-8 bytes
+
+
+def test_a_metric_name_grpc_cannot_carry_raises_at_the_call_and_sends_nothing(trial_env: str) -> None:
+    for servicer, address in serving(QueryableRecorder()):
+        with pytest.raises(PushError, match=r"metric name 'acc\\udcff' cannot be sent: gRPC strings are UTF-8"):
+            katib_metrics.report_metrics({"loss": 0.5, SURROGATE: 1.0}, db_manager_address=address, timeout=5)
+        with MetricsReporter(address) as reporter, pytest.raises(PushError, match="cannot be sent"):
+            reporter.report({SURROGATE: 1.0})
+        assert servicer.calls == 0
+
+
+def test_a_trial_name_that_is_not_utf8_is_a_value_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KATIB_TRIAL_NAME", SURROGATE)
+    with pytest.raises(ValueError, match=r"KATIB_TRIAL_NAME='acc\\udcff' is not UTF-8 text"):
+        katib_metrics.report_metrics({"loss": 0.5}, db_manager_address="127.0.0.1:1", timeout=1)
+    with pytest.raises(ValueError, match="is not UTF-8 text"):
+        MetricsReporter("127.0.0.1:1")
