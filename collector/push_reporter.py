@@ -82,6 +82,8 @@ class MetricsReporter:
         self._batch: Batch | None = None  # being delivered
         self._refused: list[tuple[list[MetricLog], str]] = []  # rows the db-manager refused, and why
         self._gave_up: CallFailed | None = None
+        self._unsure = False  # the rows given up on may have been stored (their last answer was lost)
+        self._cut = False  # close() cut the call in flight by closing the channel
         self.deadline = math.inf  # of deliveries, on time.monotonic(); set when closing
         self._closing = self._closed = self._outage = False
         self.stored = 0  # values the db-manager acknowledged
@@ -136,10 +138,16 @@ class MetricsReporter:
             except CallFailed as err:
                 failed = err
             except Exception as err:  # a bug must not lose the batch without a word
-                failed = CallFailed("INTERNAL", f"{type(err).__name__}: {err}", attempts=batch.attempts,
-                                    gave_up=False)
+                failed = self._failure(batch, err)
             if not self._delivered(batch, count, failed):
                 return
+
+    def _failure(self, batch: Batch, err: Exception) -> CallFailed:
+        with self.changed:  # once close() has cut the channel, calls fail: that is giving up, not a refusal
+            if self._cut:
+                return CallFailed(batch.last_code or "CANCELLED", batch.last_details or "cut when closing",
+                                  attempts=batch.attempts, gave_up=True)
+        return CallFailed("INTERNAL", f"{type(err).__name__}: {err}", attempts=batch.attempts, gave_up=False)
 
     def _delivered(self, batch: Batch, count: int, failed: CallFailed | None) -> bool:
         """Book a delivery's outcome; False when the worker must stop (the closing deadline passed)."""
@@ -148,7 +156,7 @@ class MetricsReporter:
             self.stored += count - len(batch.rows)
             if failed is not None and failed.gave_up:
                 self._queue.extendleft(reversed(batch.rows))
-                self._gave_up = failed
+                self._gave_up, self._unsure = failed, batch.maybe_stored
             elif failed is not None:
                 log.error("katib_metrics: the db-manager at %s refused %d values of trial %s: %s: %s",
                           self.address, len(batch.rows), self.trial, failed.code, failed.details)
@@ -180,11 +188,16 @@ class MetricsReporter:
             wait = self.exit_timeout if timeout is None else timeout
             self.deadline = time.monotonic() + wait
             self.changed.notify_all()
-        self._thread.join(wait + 5.0)  # an attempt never outlasts the deadline by more than a moment
+        self._thread.join(wait + 0.2)  # an attempt begun after this never outlasts the deadline by more
+        if self._thread.is_alive():  # one begun before has its own deadline (up to 20 s): cut it
+            with self.changed:
+                self._cut = True
+            self._channel.close()
+            self._thread.join(5.0)
         atexit.unregister(self.close)
         with self.changed:
             left = list(self._queue) + (self._batch.rows if self._batch is not None else [])
-            unsure = bool(self._batch is not None and self._batch.maybe_stored)
+            unsure = self._unsure or bool(self._batch is not None and self._batch.attempts)
             lost = [(left, self._why(wait, unsure))] if left else []
             lost += self._refused
         self._channel.close()

@@ -89,3 +89,23 @@ def test_a_trial_name_that_is_not_utf8_is_a_value_error(monkeypatch: pytest.Monk
         katib_metrics.report_metrics({"loss": 0.5}, db_manager_address="127.0.0.1:1", timeout=1)
     with pytest.raises(ValueError, match="is not UTF-8 text"):
         MetricsReporter("127.0.0.1:1")
+
+
+def test_close_cuts_a_hanging_call_at_its_timeout_and_says_the_values_may_be_stored(
+        trial_env: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # The db-manager stores the request, then does not answer for 20 s (a hung server, a lost reply).
+    recorder = QueryableRecorder(delay_calls={1}, store_before_delay=True, delay=20.0)
+    for servicer, address in serving(recorder):
+        reporter = MetricsReporter(address)
+        reporter.report({"loss": 0.5})
+        deadline = time.monotonic() + 30
+        while not servicer.calls:
+            assert time.monotonic() < deadline, "the request never arrived"
+            time.sleep(0.005)
+        started = time.monotonic()
+        assert reporter.close(timeout=0.5) == 1
+        took = time.monotonic() - started
+        assert took < 3, f"close(timeout=0.5) took {took:.1f} s"
+        err = capsys.readouterr().err
+        assert "1 metric values of trial push-trial (loss) were NOT reported" in err
+        assert "the last request may have been stored" in err, err
