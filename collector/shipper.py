@@ -88,6 +88,7 @@ class Shipper:
         self._last_problem = ""
 
     def start(self) -> Shipper:
+        self.store.hold_back()  # rows that cannot be spilled wait in their file for us, not in memory
         self._thread = threading.Thread(target=self._run, name="shipper", daemon=True)
         self._thread.start()
         return self
@@ -106,7 +107,8 @@ class Shipper:
             self.store.wait_unreported(self.threshold, max(due - self.clock(), 0.0), self._stopping)
             if self._stopping.is_set():
                 return
-            if not self._inflight and self.store.unreported < self.threshold and self.clock() < due:
+            if (not self._inflight and self.store.unreported < self.threshold and self.clock() < due
+                    and self.store.stalled_since is None):  # reading waits for us: take now
                 continue
             if self._ship(reporter):
                 due = self.clock() + self.interval

@@ -84,13 +84,16 @@ class Drains(Protocol):
 
 
 def final_read(pipeline: Drains, grace_ends: float | None, terminated: threading.Event, grace: float,
-               clock: Callable[[], float]) -> tuple[bool, float | None]:
-    """The final drain: unbounded while nobody asks us to stop, then bounded by the grace period.
+               clock: Callable[[], float], stalled: Callable[[], bool] = lambda: False) -> tuple[bool, float | None]:
+    """The final drain: unbounded while nobody asks us to stop and the reporter takes rows when reading waits
+    for it (`stalled()` says it has not for too long), then bounded by the grace period.
 
     Returns whether it finished, and when the grace period ends (None: no SIGTERM so far)."""
     while grace_ends is None:
         if pipeline.stop(timeout=0.5):
             return True, None
+        if stalled():
+            return False, None
         if terminated.is_set():
             grace_ends = clock() + grace
             log.warning("terminated during the final read: %.0fs (--grace-period) left to read and report", grace)
@@ -145,8 +148,12 @@ class Sidecar:
     def _finish(self, pipeline: Pipeline, shipper: Shipper, result: WaitResult) -> int:
         s = self.settings
         grace_ends = self.clock() + s.grace_period if result.outcome is Outcome.INTERRUPTED else None
-        read, grace_ends = final_read(pipeline, grace_ends, self.terminated, s.grace_period, self.clock)
-        if not read:
+        read, grace_ends = final_read(pipeline, grace_ends, self.terminated, s.grace_period, self.clock,
+                                      self._stalled)
+        if not read and grace_ends is None:
+            log.warning("the final read waits for the reporter (no room to spill rows), which took none for %.0fs "
+                        "(--report-timeout); reporting what was read", s.report_timeout)
+        elif not read:
             log.warning("the final read did not finish within the grace period; reporting what was read")
         if self.skips.suppressed:
             log.warning("%d more skipped lines/values were not logged", self.skips.suppressed)
@@ -171,6 +178,10 @@ class Sidecar:
             return self.early.conclude(s.trial_name, s.earlystop, budget=s.report_timeout)
         return EXIT_OK
 
+
+    def _stalled(self) -> bool:
+        since = self.store.stalled_since  # monotonic, whatever `clock` the sidecar was given
+        return since is not None and time.monotonic() - since > self.settings.report_timeout
 
     def _unsent(self, shipper: Shipper) -> str:
         s = self.settings

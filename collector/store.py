@@ -5,19 +5,22 @@ reporter (`collector.shipper`), `chunks()` gives what is left at the end (plus d
 unavailable row), and the `CollectionStatus` methods feed `/metrics`. Memory stays bounded however
 long the log: beyond `memory_rows` rows the store spills them to an unlinked temporary file (in the
 metrics volume by default: the sidecar's root filesystem is read-only) and reads them back in order,
-from a cursor, when reporting. Nothing is dropped: if no spill file can be created, rows stay in
-memory and a warning says so.
+from a cursor, when reporting. Nothing is dropped: if no spill file can be created, or it cannot grow
+(a full volume), rows stay in memory, and once a reporter takes rows (`hold_back()`), `add()` waits
+for it to take some rather than grow memory: the reading pauses, the lines wait in their file.
 
 Invariant: the unreported rows are the spill file from `_read_at` to its end, then `_rows`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import tempfile
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -36,6 +39,8 @@ MEMORY_ROWS = 10_000
 unreachable db-manager) spills, and memory stays flat however long it grows."""
 
 _READ_SIZE = 1 << 18
+SPILL_RETRY = 10.0
+"""After a failed spill write (a full volume), try the spill file again no sooner than this many seconds later."""
 
 
 def _spill_line(row: MetricLog) -> str:
@@ -70,7 +75,11 @@ class MetricStore:
         self._rows: list[MetricLog] = []
         self._objective_seen = spec.objective is None
         self._spill: BinaryIO | None = None
-        self._spill_failed = False
+        self._spill_failed = False  # no spill file could be created: never tried again
+        self._spill_retry_at = 0.0  # a spill write failed: not tried again before this (monotonic) time
+        self._hold_back = False  # a reporter takes rows: `add` waits for room rather than grow memory
+        self._room = threading.Condition(self._lock)
+        self.stalled_since: float | None = None  # `add` waits for room and no row was taken since (monotonic)
         self._read_at = 0  # spill file offset of the oldest unreported spilled row
         self._write_at = 0  # spill file size
         self._spilled_unread = 0
@@ -92,6 +101,24 @@ class MetricStore:
                 self._spill_rows()
             if self._wanted is not None and self._collected - self._taken >= self._wanted:
                 self._added.notify_all()  # not on every add: each wake-up costs the reading thread the GIL
+            if self._hold_back and len(self._rows) >= self.memory_rows:
+                self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        """Under the lock: rows cannot be spilled; wait until a reporter took some (or no longer takes)."""
+        self.stalled_since = time.monotonic()
+        try:
+            while self._hold_back and len(self._rows) >= self.memory_rows:
+                self._added.notify_all()  # the reporter may wait for fewer rows than we hold
+                self._room.wait(1.0)
+        finally:
+            self.stalled_since = None
+
+    def hold_back(self, on: bool = True) -> None:
+        """While on, rows that cannot be spilled make `add()` wait for `take()` instead of growing memory."""
+        with self._lock:
+            self._hold_back = on
+            self._room.notify_all()
 
     def add_reported(self, logs: Sequence[MetricLog]) -> None:
         """Rows the db-manager already holds (push mode: the training reported them itself). They count in
@@ -112,23 +139,41 @@ class MetricStore:
         return None
 
     def _spill_rows(self) -> None:
-        """Under the lock: move the rows in memory to the end of the spill file."""
+        """Under the lock: move the rows in memory to the end of the spill file, if it takes them."""
         if self._spill is None and not self._spill_failed:
             self._spill = self._open_spill()
             if self._spill is None:
                 self._spill_failed = True
-                log.warning("keeping every row in memory: no writable directory for the spill file "
-                            "(give the sidecar --spill-dir)")
-        if self._spill is None:
+                log.warning("keeping rows in memory: no writable directory for the spill file (give the sidecar "
+                            "--spill-dir); reading waits for the reporter when %d are waiting", self.memory_rows)
+        if self._spill is None or time.monotonic() < self._spill_retry_at:
             return
         data = "".join(_spill_line(row) for row in self._rows).encode("utf-8")
-        view = memoryview(data)
-        while view:  # a short write (a full disk raises instead) is continued, never lost
-            written = os.pwrite(self._spill.fileno(), view, self._write_at)
-            self._write_at += written
-            view = view[written:]
-        self._spilled_unread += len(self._rows)
-        self._rows = []
+        if self._write(self._spill.fileno(), data):
+            self._spilled_unread += len(self._rows)
+            self._rows = []
+
+    def _write(self, fd: int, data: bytes) -> bool:
+        """Append `data` to the spill file whole, or not at all (False: it cannot grow now)."""
+        view, at = memoryview(data), self._write_at
+        try:
+            while view:  # a short write is continued; a full volume raises
+                written = os.pwrite(fd, view, at)
+                at += written
+                view = view[written:]
+        except OSError as err:
+            # The rows stay in memory; a partial row written is beyond `_write_at`, so never read, and
+            # overwritten by the next spill. Truncating gives the space back to the volume.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, self._write_at)
+            if not self._spill_retry_at:
+                log.warning("cannot spill rows (%s): keeping them in memory; reading waits for the reporter "
+                            "when %d are waiting (trying the spill file again every %.0fs)", err,
+                            self.memory_rows, SPILL_RETRY)
+            self._spill_retry_at = time.monotonic() + SPILL_RETRY
+            return False
+        self._write_at = at
+        return True
 
     def _read_spilled(self, start: int, limit: int, end: int | None = None) -> tuple[list[MetricLog], int]:
         """Up to `limit` spilled rows from offset `start`, and the offset after the last one."""
@@ -142,6 +187,8 @@ class MetricStore:
             if len(lines) == 1:  # one row longer than a read: read on until its newline
                 data = os.pread(self._spill.fileno(), end - at, at)
                 lines = data.split(b"\n")
+                if len(lines) == 1:  # never: only whole rows are below `end`; but never spin under the lock
+                    raise OSError(f"the spill file holds a partial row at offset {at}")
             lines.pop()  # after the last newline: a partial row (read again next time) or nothing
             for line in lines[: limit - len(rows)]:
                 rows.append(_row(line))
@@ -161,12 +208,13 @@ class MetricStore:
         return self._collected - self._taken
 
     def wait_unreported(self, at_least: int, timeout: float, stop: threading.Event | None = None) -> int:
-        """Block until `at_least` rows are unreported, `stop` is set (then `wake()`), or `timeout`."""
+        """Block until `at_least` rows are unreported, `add` waits for room, `stop` is set (then `wake()`), or
+        `timeout`."""
         with self._added:
             self._wanted = at_least
             try:
-                self._added.wait_for(lambda: self.unreported >= at_least or (stop is not None and stop.is_set()),
-                                     timeout)
+                self._added.wait_for(lambda: self.unreported >= at_least or self.stalled_since is not None
+                                     or (stop is not None and stop.is_set()), timeout)
             finally:
                 self._wanted = None
             return self.unreported
@@ -188,6 +236,10 @@ class MetricStore:
                 rows += self._rows[:more]
                 del self._rows[:more]
             self._taken += len(rows)
+            if rows:
+                if self.stalled_since is not None:
+                    self.stalled_since = time.monotonic()
+                self._room.notify_all()
             return rows
 
     def final_rows(self) -> list[MetricLog]:
