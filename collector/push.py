@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from katib_metrics.collector.push_send import ATTEMPT_TIMEOUT, Batch, PushChannel, deliver
-from katib_metrics.collector.push_values import PushError, Stamper, metric_rows
+from katib_metrics.collector.push_values import PushError, Stamper, metric_rows, names_of
 from katib_metrics.collector.report.errors import hint_for
 from katib_metrics.collector.report.retry import CallFailed, RetryPolicy, SystemClock
 
@@ -128,4 +128,10 @@ def report_metrics(
     try:
         deliver(channel, trial, batch, deadline=lambda: end, policy=POLICY, clock=clock)
     except CallFailed as failed:
-        raise PushError(failure_message(trial, address, failed, rows=len(batch.rows), seconds=timeout)) from failed
+        left = len(batch.rows) + sum(len(refused) for refused, _ in batch.refused)
+        raise PushError(failure_message(trial, address, failed, rows=left, seconds=timeout)) from failed
+    if batch.refused:  # rows that no retry can store; the others are stored
+        refused = [row for rows_, _ in batch.refused for row in rows_]
+        raise PushError(f"Unable to push metrics to Katib DB for Trial {trial_label(trial)}. Exception: the "
+                        f"db-manager at {address} {batch.refused[0][1]}; {len(refused)} rows not stored "
+                        f"({names_of(refused)}), the other {len(rows) - len(refused)} stored; report shorter names")

@@ -30,7 +30,7 @@ from katib_metrics.collector.push import (
     trial_label,
 )
 from katib_metrics.collector.push_send import Batch, PushChannel, deliver
-from katib_metrics.collector.push_values import PushError, metric_rows
+from katib_metrics.collector.push_values import PushError, metric_rows, names_of
 from katib_metrics.collector.report.client import MAX_ROWS_PER_REQUEST
 from katib_metrics.collector.report.errors import hint_for
 from katib_metrics.collector.report.retry import CallFailed
@@ -153,7 +153,11 @@ class MetricsReporter:
         """Book a delivery's outcome; False when the worker must stop (the closing deadline passed)."""
         with self.changed:
             self._batch = None
-            self.stored += count - len(batch.rows)
+            for rows, why in batch.refused:
+                log.error("katib_metrics: the db-manager at %s refused %d values of trial %s: %s",
+                          self.address, len(rows), self.trial, why)
+            self._refused += batch.refused
+            self.stored += count - len(batch.rows) - sum(len(rows) for rows, _ in batch.refused)
             if failed is not None and failed.gave_up:
                 self._queue.extendleft(reversed(batch.rows))
                 self._gave_up, self._unsure = failed, batch.maybe_stored
@@ -212,10 +216,8 @@ class MetricsReporter:
         return f"not stored within {waited:g} s of closing{cause}{maybe}"
 
     def _tell(self, rows: list[MetricLog], why: str) -> None:
-        names = sorted({row.name for row in rows})
-        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        print(f"katib_metrics: {len(rows)} metric values of trial {self.trial} ({shown}) were NOT reported to the "
-              f"db-manager at {self.address}: {why}", file=sys.stderr or sys.__stderr__, flush=True)
+        print(f"katib_metrics: {len(rows)} metric values of trial {self.trial} ({names_of(rows)}) were NOT reported "
+              f"to the db-manager at {self.address}: {why}", file=sys.stderr or sys.__stderr__, flush=True)
 
     def __enter__(self) -> MetricsReporter:
         return self

@@ -4,15 +4,17 @@ A request that failed with DEADLINE_EXCEEDED, UNAVAILABLE or CANCELLED may still
 was lost, or the connection broke, or the db-manager stopped, after the server read the request). Resending
 blindly would store those rows twice; giving up would lose them. So before sending again, the batch is looked up with
 `GetObservationLog` over its time range (stamps are unique per process, see `push_values.Stamper`) and
-only the rows the db-manager does not hold are sent. RESOURCE_EXHAUSTED is a refusal: resent as is.
-Other codes fail at once. Every attempt has its own deadline, never past the caller's.
+only the rows the db-manager does not hold are sent. RESOURCE_EXHAUSTED is a refusal: resent as is, except
+for a request larger than the db-manager (or gRPC) accepts, which no retry can pass: its rows (one row, as
+requests are cut at 3 MiB) are set aside in `Batch.refused` and the rest is delivered. Other codes fail at
+once. Every attempt has its own deadline, never past the caller's.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -34,6 +36,7 @@ _MIN_ATTEMPT = 0.05  # less time than this left would only buy another DEADLINE_
 # stopping mid-call answers UNAVAILABLE or CANCELLED, by a race), after the request may have been stored.
 _MAYBE_STORED = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED"})
 _RETRYABLE = RETRYABLE_CODES | _MAYBE_STORED
+_TOO_LARGE = "larger than max"  # gRPC's words, client and server side, C core and Go alike
 _REPORT = "/api.v1.beta1.DBManager/ReportObservationLog"
 _GET = "/api.v1.beta1.DBManager/GetObservationLog"
 
@@ -47,6 +50,7 @@ class Batch:
     attempts: int = 0
     last_code: str = ""
     last_details: str = ""
+    refused: list[tuple[list[MetricLog], str]] = field(default_factory=list)  # rows never storable, and why
 
 
 def _key(row: MetricLog) -> tuple[Any, str, str]:
@@ -70,7 +74,14 @@ class PushChannel:
     def send(self, trial: str, batch: Batch, timeout: float) -> None:
         """Send the batch's rows; each request's rows leave the batch once acknowledged (never sent again)."""
         for request in encode_requests(trial, batch.rows, MAX_ROWS_PER_REQUEST, MAX_BYTES_PER_REQUEST):
-            self._report(request.data, timeout=timeout)
+            try:
+                self._report(request.data, timeout=timeout)
+            except grpc.RpcError as err:
+                code, details = code_name(err)
+                if code != "RESOURCE_EXHAUSTED" or _TOO_LARGE not in details.lower():
+                    raise
+                batch.refused.append((batch.rows[:request.rows], f"refused with {code}: {details}: a request of "
+                                      f"{len(request.data):,} bytes, which no retry can pass"))
             batch.rows = batch.rows[request.rows:]
 
     def missing(self, trial: str, rows: Sequence[MetricLog], timeout: float) -> list[MetricLog]:

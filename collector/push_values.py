@@ -18,7 +18,7 @@ from katib_metrics.parsers.model import MetricLog
 from katib_metrics.parsers.numbers import parse_go_float
 from katib_metrics.parsers.timestamps import Instant, format_rfc3339
 
-__all__ = ["PushError", "Stamper", "metric_rows", "value_text"]
+__all__ = ["PushError", "Stamper", "metric_rows", "names_of", "value_text"]
 
 
 class PushError(RuntimeError):
@@ -95,3 +95,9 @@ def metric_rows(metrics: Mapping[str, Any], stamp: str) -> list[MetricLog]:
                             "surrogate (a name decoded from non-UTF-8 bytes); name it with valid text")
         rows.append(MetricLog(stamp, name, value_text(name, value)))
     return rows
+
+
+def names_of(rows: list[MetricLog]) -> str:
+    """The rows' metric names for a message: at most 10, each cut to 60 characters (a name may be megabytes)."""
+    names = sorted({row.name if len(row.name) <= 60 else row.name[:57] + "..." for row in rows})
+    return ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
