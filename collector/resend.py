@@ -40,7 +40,7 @@ def _send(db_path: Path, name: str, address: str, timeout: float) -> int:
 
     (trial,) = load_local(db_path, [name])
     with DBManagerReporter(address, report_timeout=timeout) as reporter:
-        sent = reporter.report(name, trial.rows).rows
+        sent = reporter.report(name, list(trial.rows)).rows
     if trial.info is not None and trial.info.resend_to:
         store = ObservationStore(db_path)
         try:

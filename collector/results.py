@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import islice
 from pathlib import Path
 
 from katib_metrics.collector.dbmanager.store import ObservationStore, StoreOpenError, TrialInfo, resolve_db_path
 from katib_metrics.parsers.model import CollectorSpec, MetricLog, MetricSummary, ObjectiveType
 from katib_metrics.parsers.numbers import parse_go_float
 from katib_metrics.parsers.observation import unavailable_rows
-from katib_metrics.parsers.strategies import reduce_logs
+from katib_metrics.parsers.strategies import Reducer
 
-__all__ = ["ReadError", "TrialData", "UnknownTrial", "best_first", "existing_db", "load_all", "load_local",
-           "load_remote", "objective_value"]
+__all__ = ["ReadError", "StoredRows", "TrialData", "UnknownTrial", "best_first", "existing_db", "load_all",
+           "load_local", "load_remote", "objective_value"]
 
 
 class ReadError(RuntimeError):
@@ -25,19 +27,55 @@ class UnknownTrial(LookupError):
     """A trial name with no rows and no record; the message names it and where it was looked for."""
 
 
-@dataclass(frozen=True, slots=True)
+class StoredRows:
+    """A trial's rows in the local store, read again in batches each time they are iterated (never all held)."""
+
+    def __init__(self, db_path: Path, trial: str) -> None:
+        self.db_path, self.trial = db_path, trial
+
+    def __iter__(self) -> Iterator[MetricLog]:
+        store = ObservationStore(self.db_path)
+        try:
+            for batch in store.batches(self.trial):
+                yield from batch
+        finally:
+            store.close()
+
+
+@dataclass(frozen=True)
 class TrialData:
+    """One trial: its rows (a list from a db-manager, `StoredRows` from the local store) and what they are for."""
+
     name: str
-    rows: list[MetricLog]
+    rows: Iterable[MetricLog]
     spec: CollectorSpec
     info: TrialInfo | None = None
 
-    def all_rows(self) -> list[MetricLog]:
+    def all_rows(self) -> Iterator[MetricLog]:
         """The rows with Katib's `unavailable` row for an objective never reported."""
-        return self.rows + unavailable_rows(self.spec, {row.name for row in self.rows})
+        seen = self._reduction[1]
+        yield from self.rows
+        yield from unavailable_rows(self.spec, seen)
 
     def summaries(self) -> list[MetricSummary]:
-        return reduce_logs(self.spec, self.all_rows())
+        """min / max / latest per metric, from one streaming pass over the rows (kept once computed)."""
+        return self._reduction[0]
+
+    @cached_property
+    def _reduction(self) -> tuple[list[MetricSummary], set[str]]:
+        reducer = Reducer(self.spec)
+        names: set[str] = set()
+        for batch in _batches(self.rows):
+            reducer.add_all(batch)
+            names.update(row.name for row in batch)
+        reducer.add_all(unavailable_rows(self.spec, names))
+        return reducer.summaries(), names
+
+
+def _batches(rows: Iterable[MetricLog], size: int = 20_000) -> Iterator[list[MetricLog]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, size)):
+        yield batch
 
 
 def existing_db(path: str | None) -> Path:
@@ -58,12 +96,11 @@ def load_local(db_path: Path, names: Sequence[str]) -> list[TrialData]:
         loaded = []
         for name in names:
             info = store.trial(name)
-            rows = store.query(name)
-            if info is None and not rows:
+            if info is None and not store.row_count(name):
                 known = ", ".join(sorted(i.name for i, _ in store.trials())[:10]) or "none yet"
                 raise UnknownTrial(f"no trial {name!r} in {db_path} (trials there: {known}); "
                                    "`katib-metrics trials` lists them")
-            loaded.append(TrialData(name, rows, info.spec() if info else CollectorSpec(), info))
+            loaded.append(TrialData(name, StoredRows(db_path, name), info.spec() if info else CollectorSpec(), info))
         return loaded
     finally:
         store.close()
@@ -73,7 +110,7 @@ def load_all(db_path: Path) -> list[tuple[TrialData, int]]:
     """Every trial of the local store and its row count."""
     store = ObservationStore(db_path)
     try:
-        return [(TrialData(info.name, store.query(info.name), info.spec(), info), count)
+        return [(TrialData(info.name, StoredRows(db_path, info.name), info.spec(), info), count)
                 for info, count in store.trials()]
     finally:
         store.close()

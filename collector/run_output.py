@@ -12,7 +12,7 @@ from typing import IO, Any, BinaryIO, TextIO
 
 from katib_metrics.collector.report.observer import ReportOutcome
 from katib_metrics.collector.store import MetricStore
-from katib_metrics.parsers.table import json_document, objective_line, summary_table
+from katib_metrics.parsers.table import objective_line, summary_table, write_json_document
 
 __all__ = ["LineEnd", "QuietText", "RetryNotice", "write_results"]
 
@@ -122,7 +122,8 @@ def write_results(store: MetricStore, trial: str, output: str, out: TextIO,
     """The summary table and which strategy chose the objective's value, or `parse --output json`'s document."""
     summaries = store.summaries()
     if output == "json":
-        out.write(json_document(store.all_rows(), summaries, trial_name=trial, diagnosis=diagnosis or []) + "\n")
+        write_json_document(out, store.all_rows(), summaries, trial_name=trial, diagnosis=diagnosis or [])
+        out.write("\n")
         return
     out.write(summary_table(summaries) + "\n")
     out.write(objective_line(summaries, store.spec.objective, store.spec.objective_type) + "\n")

@@ -12,7 +12,7 @@ from katib_metrics.collector.results import ReadError, TrialData, UnknownTrial, 
 from katib_metrics.parsers.durations import parse_duration
 from katib_metrics.parsers.install import install_command
 from katib_metrics.parsers.model import CollectorSpec, ObjectiveType
-from katib_metrics.parsers.table import json_document, numeric_series, sparkline, summary_table
+from katib_metrics.parsers.table import series_means, sparkline, summary_table, write_json_document
 
 __all__ = ["main"]
 
@@ -74,10 +74,11 @@ def _table(trials: list[TrialData]) -> str:
     ascii_only = "utf" not in (getattr(sys.stdout, "encoding", "") or "").lower()
     summaries, names, trends = [], [], []
     for trial in trials:
+        series = series_means(trial.rows)
         for summary in trial.summaries():
             summaries.append(summary)
             names.append(trial.name)
-            trends.append(sparkline(numeric_series(trial.rows, summary.name), ascii_only=ascii_only))
+            trends.append(sparkline(series.get(summary.name, []), ascii_only=ascii_only))
     return summary_table(summaries, trials=names if len(trials) > 1 else None, trends=trends)
 
 
@@ -85,7 +86,7 @@ def _plot(trials: list[TrialData], path: Path, prog: str) -> int:
     try:
         from katib_metrics.collector.plot import PlotError, plot_trials
 
-        lines = plot_trials([(trial.name, trial.rows) for trial in trials], path)
+        lines = plot_trials([(trial.name, list(trial.rows)) for trial in trials], path)  # every point is drawn
     except ImportError as err:
         print(f"{prog}: error: --plot needs {err.name or 'matplotlib'}: {install_command('plot')}", file=sys.stderr)
         return 2
@@ -120,7 +121,8 @@ def main(argv: list[str], prog: str = "katib-metrics show") -> int:
         return 1
     if args.output == "json":
         for trial in trials:
-            print(json_document(trial.all_rows(), trial.summaries(), trial_name=trial.name))
+            write_json_document(sys.stdout, trial.all_rows(), trial.summaries(), trial_name=trial.name)
+            print()
     else:
         print(_table(trials))
     return _plot(trials, args.plot, prog) if args.plot else 0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from itertools import islice
+from typing import Any, TextIO
 
 from katib_metrics.parsers.model import UNAVAILABLE, MetricLog, MetricSummary, ObjectiveType, Strategy
 from katib_metrics.parsers.numbers import parse_go_float
@@ -75,12 +77,24 @@ def objective_line(summaries: Sequence[MetricSummary], objective: str | None, ob
 
 def json_document(logs: Iterable[MetricLog], summaries: Sequence[MetricSummary], **extra: Any) -> str:
     """`{"metric_logs": [...], "observation": {"metrics": [...]}}`, as `parse --output json`; `extra` first."""
-    document = {
-        **extra,
-        "metric_logs": [log.to_dict() for log in logs],
-        "observation": {"metrics": [summary.to_dict() for summary in summaries]},
-    }
-    return json.dumps(document)
+    out = io.StringIO()
+    write_json_document(out, logs, summaries, **extra)
+    return out.getvalue()
+
+
+def write_json_document(out: TextIO, logs: Iterable[MetricLog], summaries: Sequence[MetricSummary],
+                        **extra: Any) -> None:
+    """`json_document`, written `_JSON_BATCH` rows at a time: memory never holds the whole log."""
+    head = json.dumps(extra)[:-1]
+    out.write(head + (", " if extra else "") + '"metric_logs": [')
+    iterator, first = iter(logs), True
+    while batch := list(islice(iterator, _JSON_BATCH)):
+        out.write(("" if first else ", ") + ", ".join(json.dumps(log.to_dict()) for log in batch))
+        first = False
+    out.write('], "observation": ' + json.dumps({"metrics": [summary.to_dict() for summary in summaries]}) + "}")
+
+
+_JSON_BATCH = 10_000
 
 
 def numeric_series(logs: Iterable[MetricLog], name: str) -> list[float]:
@@ -90,6 +104,41 @@ def numeric_series(logs: Iterable[MetricLog], name: str) -> list[float]:
         if log.name == name and (value := parse_go_float(log.value)) is not None and abs(value) != float("inf"):
             values.append(value)
     return values
+
+
+def series_means(rows: Iterable[MetricLog], width: int = SPARK_WIDTH) -> dict[str, list[float]]:
+    """Per metric, what `sparkline` draws of `numeric_series`: its numbers, averaged into `width` shares when
+    there are more. Two passes over `rows` (count, then sum; a collection, not an iterator), so memory is
+    `width` numbers per metric whatever the number of rows."""
+    if iter(rows) is rows:
+        raise TypeError("series_means reads its rows twice: pass a collection, not an iterator")
+    counts: dict[str, int] = {}
+    for log in rows:
+        if (value := parse_go_float(log.value)) is not None and abs(value) != float("inf"):
+            counts[log.name] = counts.get(log.name, 0) + 1
+    shares = {name: _shares(count, width) for name, count in counts.items()}
+    sums = {name: [0.0] * len(ends) for name, ends in shares.items()}
+    seen = dict.fromkeys(counts, 0)
+    share = dict.fromkeys(counts, 0)
+    for log in rows:
+        if log.name not in seen or (value := parse_go_float(log.value)) is None or abs(value) == float("inf"):
+            continue
+        index, ends = seen[log.name], shares[log.name]
+        seen[log.name] += 1
+        while share[log.name] < len(ends) and index >= ends[share[log.name]]:
+            share[log.name] += 1
+        if share[log.name] < len(ends):
+            sums[log.name][share[log.name]] += value
+    return {name: [total / (end - start) for total, start, end in zip(sums[name], [0, *ends], ends, strict=False)]
+            for name, ends in shares.items()}
+
+
+def _shares(count: int, width: int) -> list[int]:
+    """Where each share of `count` values ends, as `sparkline` cuts them (each value its own share when few)."""
+    if count <= width:
+        return list(range(1, count + 1))
+    step = count / width
+    return [max(int((i + 1) * step), int(i * step) + 1) for i in range(width)]
 
 
 def sparkline(values: Sequence[float], width: int = SPARK_WIDTH, *, ascii_only: bool = False) -> str:

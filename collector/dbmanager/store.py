@@ -254,6 +254,19 @@ class ObservationStore:
         rows = self._fetch(" ".join(sql), params)
         return [MetricLog(_text(micros), name, value) for micros, name, value in rows]
 
+    def batches(self, trial_name: str, size: int = 20_000) -> Iterator[list[MetricLog]]:
+        """The trial's rows in time order, `size` at a time, each batch its own statement (keyset by time and
+        id, on the index): reading a trial of any length holds one batch."""
+        after = (-(1 << 63), -1)
+        while True:
+            rows = self._fetch("SELECT time, id, metric_name, value FROM observation_logs WHERE trial_name = ? "
+                               "AND (time, id) > (?, ?) ORDER BY time, id LIMIT ?", (trial_name, *after, size))
+            if rows:
+                yield [MetricLog(_text(micros), name, value) for micros, _, name, value in rows]
+                after = (rows[-1][0], rows[-1][1])
+            if len(rows) < size:
+                return
+
     def delete(self, trial_name: str) -> int:
         """Remove every row of the trial; returns how many there were."""
         with self._using() as conn:
