@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 HEALTH_SERVICE = "grpc.health.v1.Health"
 _MAX_MESSAGE = 2**31 - 1  # as Katib's db-manager
+_MAX_DETAILS = 500  # characters of an error answer (see `_short`)
 # SQLite's primary result codes of failures that pass: the write was rolled back whole, so clients may retry
 # (a full disk as RESOURCE_EXHAUSTED, as gRPC names "the file system is out of space"; a file-size limit
 # or a failing write is reported as an I/O error).
@@ -68,8 +69,19 @@ def parse_listen(listen: str) -> tuple[str, int]:
 
 
 def _abort(context: grpc.ServicerContext, code: grpc.StatusCode, message: str) -> NoReturn:
-    context.abort(code, message)
+    context.abort(code, _short(message))
     raise AssertionError("grpc's abort returned")  # abort always raises
+
+
+def _short(message: str) -> str:
+    """The message with its middle cut to `_MAX_DETAILS` characters. The details travel in a trailer, which
+    gRPC clients refuse beyond 8-16 KiB (a non-ASCII character takes up to 12 bytes there); the client then
+    sees RESOURCE_EXHAUSTED, which it retries, instead of the answer (a 100 KB bad time stamp, quoted)."""
+    if len(message) <= _MAX_DETAILS:
+        return message
+    cut = len(message) - _MAX_DETAILS + 40
+    keep = (_MAX_DETAILS - 40) // 2
+    return f"{message[:keep]}...[{cut:,} characters cut]...{message[-keep:]}"
 
 
 def _guarded(context: grpc.ServicerContext, action: Callable[[], T]) -> T:
