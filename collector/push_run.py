@@ -15,7 +15,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from katib_metrics.collector.dbmanager import RunningServer, default_db_path, serve
+from katib_metrics.collector.dbmanager import RunningServer, StoreError, default_db_path, serve
 from katib_metrics.collector.push import ADDRESS_ENV, TRIAL_ENV
 from katib_metrics.collector.report import QueryError, get_observation_log
 from katib_metrics.collector.store import MetricStore
@@ -56,11 +56,15 @@ class PushedRows:
         pushed.before = Counter(_keys(pushed._read(quiet=True)))
         return pushed
 
+    @property
+    def _start(self) -> str:
+        """A second before the run started (Katib's SDK stamps whole seconds)."""
+        return format_rfc3339(Instant(int(self.started) - 1, 0))
+
     def _read(self, quiet: bool = False) -> list[MetricLog]:
-        """The trial's rows from a second before the run started (Katib's SDK stamps whole seconds)."""
-        start = format_rfc3339(Instant(int(self.started) - 1, 0))
+        """The trial's rows from `_start` on."""
         try:
-            return get_observation_log(self.address, self.trial, start=start, timeout=self.timeout)
+            return get_observation_log(self.address, self.trial, start=self._start, timeout=self.timeout)
         except QueryError as err:
             if not quiet:
                 log.warning("values the command reported itself cannot be read back for the table: %s", err)
@@ -71,13 +75,21 @@ class PushedRows:
         return {TRIAL_ENV: self.trial, ADDRESS_ENV: self.address}
 
     def finish(self, store: MetricStore) -> int:
-        """Count what the command reported since the run started in `store`'s summaries; stop the embedded server."""
+        """Count what the command reported since the run started in `store`'s summaries; stop the embedded server.
+
+        The embedded db-manager's rows are read from its store a batch at a time (a command may push millions);
+        another db-manager's through GetObservationLog, which answers with all of them at once."""
+        before = self.before.copy()
         try:
-            rows = _new_rows(self._read(), self.before.copy())
+            batches = self.server.store.batches(self.trial, start_time=self._start) if self.server else [self._read()]
+            for batch in batches:
+                rows = _new_rows(batch, before)
+                store.add_reported(rows)
+                self.count += len(rows)
+        except StoreError as err:
+            log.warning("values the command reported itself cannot be read back for the table: %s", err)
         finally:
             self.stop()
-        store.add_reported(rows)
-        self.count = len(rows)
         return self.count
 
     def stop(self) -> None:

@@ -254,10 +254,11 @@ class ObservationStore:
         rows = self._fetch(" ".join(sql), params)
         return [MetricLog(_text(micros), name, value) for micros, name, value in rows]
 
-    def batches(self, trial_name: str, size: int = 20_000) -> Iterator[list[MetricLog]]:
-        """The trial's rows in time order, `size` at a time, each batch its own statement (keyset by time and
-        id, on the index): reading a trial of any length holds one batch."""
-        after = (-(1 << 63), -1)
+    def batches(self, trial_name: str, size: int = 20_000, start_time: str = "") -> Iterator[list[MetricLog]]:
+        """The trial's rows in time order (from `start_time` on, inclusive, when given), `size` at a time, each
+        batch its own statement (keyset by time and id, on the index): reading a trial of any length holds
+        one batch."""
+        after = (_micros("start_time", start_time) if start_time else -(1 << 63), -1)
         while True:
             rows = self._fetch("SELECT time, id, metric_name, value FROM observation_logs WHERE trial_name = ? "
                                "AND (time, id) > (?, ?) ORDER BY time, id LIMIT ?", (trial_name, *after, size))
