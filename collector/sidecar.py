@@ -13,11 +13,13 @@ Exit status (DESIGN "Sidecar exit"): 0 once the report is acknowledged, whatever
 from __future__ import annotations
 
 import logging
+import stat
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from katib_metrics.collector.diagnostics import log_diagnosis
@@ -192,7 +194,19 @@ class Sidecar:
     def _diagnose(self) -> None:
         """After the report, which must not wait for advice: why a metric is unavailable, in the pod's log."""
         s = self.settings
+        if s.path is not None and _endless(s.path):
+            log.info("no diagnosis: %s is not a regular file or directory (it cannot be read again)", s.path)
+            return
         log_diagnosis(log, s.spec, str(s.path or ""), self.store.summaries(), regex_timeout=s.regex_timeout)
+
+
+def _endless(path: Path) -> bool:
+    """A FIFO or device: the diagnosis's blocking re-read would wait for a writer, or read forever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def run_sidecar(settings: Settings, waker: Waker, *, table: ProcessTable | None = None,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
-from stat import S_ISREG
+from stat import S_ISDIR, S_ISFIFO, S_ISREG
 from typing import BinaryIO
 
 from katib_metrics.collector.sources.handed import MAX_RECORDS, Handed, record_new
@@ -69,13 +69,18 @@ class FileTail:
         self.bytes_read = 0
 
     def _open(self) -> bool:
-        try:
-            handle = open(self.path, "rb", buffering=0)  # noqa: SIM115 - kept open across calls
+        try:  # non-blocking: opening a FIFO no one writes yet, or reading one its writer keeps silent, never waits
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return False
-        stat = os.fstat(handle.fileno())
+        handle = open(fd, "rb", buffering=0)  # noqa: SIM115 - kept open across calls
+        stat = os.fstat(fd)
+        if not (S_ISREG(stat.st_mode) or S_ISFIFO(stat.st_mode)):
+            handle.close()  # a device (a symlink to /dev/zero) never ends: the final read would never finish
+            kind = "a directory" if S_ISDIR(stat.st_mode) else "a device or socket"
+            raise OSError(f"{self.path} is {kind}, not a regular file or FIFO")
         self._file, self._identity = handle, (stat.st_dev, stat.st_ino)
-        self._regular = S_ISREG(stat.st_mode)  # a FIFO or device has no size to go by
+        self._regular = S_ISREG(stat.st_mode)  # a FIFO has no size to go by
         self._start_over()
         return True
 
@@ -201,7 +206,8 @@ class FileTail:
             # Ask for what is there, not `max_read`: a 1 MiB read buffer per call is an mmap and page
             # faults each time, which costs more than the fstat when small writes come often.
             available = os.fstat(self._file.fileno()).st_size - self._pos if self._regular else self.max_read
-            data = self._file.read(min(available, self.max_read)) if available > 0 else b""
+            data = (self._file.read(min(available, self.max_read)) or b"") if available > 0 else b""  # None: a
+            # FIFO with nothing to read now
             self._at_end = len(data) >= available if self._regular else len(data) < self.max_read
             if data:
                 if block := self._consume(data):
