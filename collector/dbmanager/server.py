@@ -27,7 +27,7 @@ from typing import Any, NoReturn, TypeVar
 
 import grpc
 
-from katib_metrics.collector.dbmanager.store import InvalidTimestamp, ObservationStore, StoreError
+from katib_metrics.collector.dbmanager.store import Abandoned, InvalidTimestamp, ObservationStore, StoreError
 from katib_metrics.collector.report._generated import api_pb2, api_pb2_grpc, health_pb2, health_pb2_grpc
 from katib_metrics.parsers.model import MetricLog
 
@@ -88,6 +88,9 @@ def _guarded(context: grpc.ServicerContext, action: Callable[[], T]) -> T:
     """Run a store action, turning its failures into the status codes of the module docstring."""
     try:
         return action()
+    except Abandoned as err:  # the client has its answer already (DEADLINE_EXCEEDED or CANCELLED)
+        log.debug("%s; nothing stored", err)
+        _abort(context, grpc.StatusCode.CANCELLED, f"{err}; nothing of this request was stored")
     except InvalidTimestamp as err:
         _abort(context, grpc.StatusCode.INVALID_ARGUMENT, f"{err}; nothing of this request was stored")
     except sqlite3.OperationalError as err:
@@ -111,7 +114,7 @@ class DBManagerService(api_pb2_grpc.DBManagerServicer):
             MetricLog(m.time_stamp, m.metric.name, m.metric.value)
             for m in request.observation_log.metric_logs
         ]
-        stored = _guarded(context, lambda: self.store.report(request.trial_name, logs))
+        stored = _guarded(context, lambda: self.store.report(request.trial_name, logs, context.is_active))
         log.debug("stored %d of %d rows for trial %r", stored, len(logs), request.trial_name)
         return api_pb2.ReportObservationLogReply()
 

@@ -2,7 +2,8 @@
 
     StoreError              base of what the store raises on purpose
     ├── StoreOpenError      the database file cannot be created, opened or is not ours
-    └── InvalidTimestamp    a time stamp or time bound is not RFC3339 (gRPC INVALID_ARGUMENT)
+    ├── InvalidTimestamp    a time stamp or time bound is not RFC3339 (gRPC INVALID_ARGUMENT)
+    └── Abandoned           the reporter stopped waiting before its rows could be written (nothing stored)
 
 Schema: Katib's columns (trial_name, id, time, metric_name, value). SQLite has no DATETIME(6), so
 `time` holds UTC microseconds since the Unix epoch as an INTEGER: the same precision as Katib's
@@ -23,7 +24,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +33,8 @@ from typing import Any
 from katib_metrics.parsers.model import CollectorSpec, MetricLog, ObjectiveType, Strategy
 from katib_metrics.parsers.timestamps import Instant, format_rfc3339, to_storage
 
-__all__ = ["InvalidTimestamp", "ObservationStore", "StoreError", "StoreOpenError", "TrialInfo", "default_db_path",
-           "resolve_db_path"]
+__all__ = ["Abandoned", "InvalidTimestamp", "ObservationStore", "StoreError", "StoreOpenError", "TrialInfo",
+           "default_db_path", "resolve_db_path"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS observation_logs (
@@ -66,6 +67,10 @@ class StoreError(Exception):
 
 class StoreOpenError(StoreError):
     """The database file cannot be used; the message names the path and what to do."""
+
+
+class Abandoned(StoreError):
+    """A report whose caller no longer waits for it (its deadline passed while the database was locked)."""
 
 
 class InvalidTimestamp(StoreError, ValueError):
@@ -206,8 +211,12 @@ class ObservationStore:
             if last:  # `close()` came while this thread used it, or before it opened it
                 conn.close()
 
-    def report(self, trial_name: str, logs: Sequence[MetricLog]) -> int:
-        """Append `logs` atomically; rows with an empty time stamp are skipped. Returns rows stored."""
+    def report(self, trial_name: str, logs: Sequence[MetricLog], wanted: Callable[[], bool] = lambda: True) -> int:
+        """Append `logs` atomically; rows with an empty time stamp are skipped. Returns rows stored.
+
+        `wanted()` is asked once the write lock is held and before committing: False rolls back and raises
+        `Abandoned`. A caller whose deadline passed while the database was locked has been told the call
+        failed; storing its rows then would store them twice, once more when it sends them again."""
         rows = [
             (
                 trial_name,
@@ -223,7 +232,11 @@ class ObservationStore:
         with self._using() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
+                if not wanted():
+                    raise Abandoned(f"the caller stopped waiting for {len(rows)} rows of trial {trial_name!r}")
                 conn.executemany(_INSERT, rows)
+                if not wanted():
+                    raise Abandoned(f"the caller stopped waiting for {len(rows)} rows of trial {trial_name!r}")
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
