@@ -7,7 +7,9 @@ Decodes requests, calls the store, encodes replies; all storage rules live in `s
 
 Status codes: a bad time stamp or time bound is INVALID_ARGUMENT (nothing of the request is stored);
 a database busy beyond its timeout or failing to write is UNAVAILABLE and a full disk RESOURCE_EXHAUSTED
-(nothing of the request is stored; clients retry); other storage failures are INTERNAL.
+(nothing of the request is stored; clients retry); other storage failures are INTERNAL. A report whose
+client stopped waiting before it could be written (its deadline passed on a locked database) is rolled back
+and ends CANCELLED, so the client's resend is the only copy.
 Health: service "" or "grpc.health.v1.Health" answers SERVING after a `SELECT 1`, else NOT_SERVING;
 any other service name is NOT_FOUND, as the standard health protocol says (Katib answers UNKNOWN
 with an error; both fail a probe).
