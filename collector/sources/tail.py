@@ -73,12 +73,12 @@ class FileTail:
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
             return False
-        handle = open(fd, "rb", buffering=0)  # noqa: SIM115 - kept open across calls
         stat = os.fstat(fd)
         if not (S_ISREG(stat.st_mode) or S_ISFIFO(stat.st_mode)):
-            handle.close()  # a device (a symlink to /dev/zero) never ends: the final read would never finish
+            os.close(fd)  # a device (a symlink to /dev/zero) never ends: the final read would never finish
             kind = "a directory" if S_ISDIR(stat.st_mode) else "a device or socket"
             raise OSError(f"{self.path} is {kind}, not a regular file or FIFO")
+        handle = open(fd, "rb", buffering=0)  # noqa: SIM115 - kept open across calls
         self._file, self._identity = handle, (stat.st_dev, stat.st_ino)
         self._regular = S_ISREG(stat.st_mode)  # a FIFO has no size to go by
         self._start_over()

@@ -127,3 +127,18 @@ def test_the_sidecar_ends_when_no_one_ever_opened_its_fifo(tmp_path: Path, db: R
                    "--metrics-port", "0", timeout=60)
     assert done.returncode == 0, done.stderr[-3000:]
     assert [row.value for row in get_observation_log(db.address, "trial-silent")] == ["unavailable"]
+
+
+def test_a_directory_at_the_path_is_named_and_leaks_no_descriptor(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.log"
+    path.mkdir()
+    tail = FileTail(path)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        with pytest.raises(OSError, match=f"{path} is a directory, not a regular file"):
+            tail.read()
+    assert len(os.listdir("/proc/self/fd")) == before
+    path.rmdir()
+    path.write_bytes(b"accuracy=1\n")
+    assert tail.read() == b"accuracy=1\n"
+    tail.close()
