@@ -44,11 +44,21 @@ DEFAULT_DB_MANAGER_ADDRESS: str = _KatibDefault("katib-db-manager.kubeflow:6789"
 
 STAMPER = Stamper()
 """One per process: stamps of `report_metrics` and of every `MetricsReporter` never tie."""
+os.register_at_fork(after_in_child=STAMPER.after_fork)
 
 POLICY = RetryPolicy(budget=1e9, call_timeout=ATTEMPT_TIMEOUT)  # the budget is each caller's deadline
 
 _channels: dict[tuple[int, str], PushChannel] = {}
 _channels_lock = threading.Lock()
+
+
+def _after_fork() -> None:
+    """In a forked child another thread may have held the lock (the parent's channels stay, keyed by its pid)."""
+    global _channels_lock
+    _channels_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def resolve_address(address: str) -> str:

@@ -5,6 +5,8 @@ through db-manager outages for as long as the process runs, and flushed by `clos
 `with` block, or at interpreter exit. Nothing is dropped silently: a value that could not be stored by
 then is named on stderr (how many rows, which metrics, why). A full queue (`max_queued_rows`, 100,000 values:
 about 25 MiB) makes `report()` wait, up to `timeout`, and then raise, rather than grow without bound.
+In a child forked after the reporter was made (no background thread there), `report()` stores at once, as
+`report_metrics` does, and `flush()` and `close()` leave the parent's queue to the parent.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import os
 import random
 import sys
 import threading
@@ -25,6 +28,7 @@ from katib_metrics.collector.push import (
     DEFAULT_DB_MANAGER_ADDRESS,
     POLICY,
     STAMPER,
+    report_metrics,
     resolve_address,
     trial_from_env,
     trial_label,
@@ -88,12 +92,16 @@ class MetricsReporter:
         self._closing = self._closed = self._outage = False
         self.stored = 0  # values the db-manager acknowledged
         self.retries = 0  # failed attempts that were retried
+        self._pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="katib-metrics-reporter", daemon=True)
         self._thread.start()
         atexit.register(self.close)
 
     def report(self, metrics: Mapping[str, Any]) -> None:
         """Queue `metrics` (name → number), stamped now; raises `PushError` (a RuntimeError) for a bad value."""
+        if os.getpid() != self._pid:  # a forked child: queued here, they would die with it unsent
+            report_metrics(metrics, self.address, self.timeout)
+            return
         try:
             rows = metric_rows(metrics, STAMPER.next())
         except PushError as err:
@@ -114,6 +122,8 @@ class MetricsReporter:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every value queued so far is stored (True), or `timeout` passes or some were refused."""
+        if os.getpid() != self._pid:
+            return True  # what a forked child reported is stored already (or raised)
         with self.changed:
             self.changed.wait_for(lambda: self._idle() or not self._thread.is_alive(), timeout)
             return self._idle() and not self._refused
@@ -185,6 +195,8 @@ class MetricsReporter:
     def close(self, timeout: float | None = None) -> int:
         """Flush for up to `timeout` (default `exit_timeout`) seconds, stop, and name on stderr what could not
         be stored. Returns how many values were not stored. Called again, it does nothing."""
+        if os.getpid() != self._pid:
+            return 0  # a forked child (its exit runs the parent's atexit too): the queue is the parent's
         with self.changed:
             if self._closed:
                 return 0

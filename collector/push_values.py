@@ -32,6 +32,10 @@ class Stamper:
         self._lock = threading.Lock()
         self._last = 0
 
+    def after_fork(self) -> None:
+        """In a forked child: a new lock (another thread may have held the parent's at the fork)."""
+        self._lock = threading.Lock()
+
     def next_micros(self) -> int:
         """Microseconds since the epoch: now, or one more than the last stamp if the clock has not moved on."""
         with self._lock:

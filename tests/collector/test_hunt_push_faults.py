@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -109,3 +110,28 @@ def test_close_cuts_a_hanging_call_at_its_timeout_and_says_the_values_may_be_sto
         err = capsys.readouterr().err
         assert "1 metric values of trial push-trial (loss) were NOT reported" in err
         assert "the last request may have been stored" in err, err
+
+
+def _report_in_child(reporter: MetricsReporter) -> None:
+    reporter.report({"child": 2})
+    assert reporter.flush(5) and reporter.close() == 0
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")  # Python 3.12+
+def test_a_reporter_used_in_a_forked_child_stores_what_the_child_reports(trial_env: str, tmp_path: Path) -> None:
+    # The child has no background thread: its values used to sit in its copy of the queue and die with it.
+    server = serve("127.0.0.1:0", tmp_path / "obs.db")
+    try:
+        reporter = MetricsReporter(server.address)
+        reporter.report({"parent": 1})
+        assert reporter.flush(30)
+        child = multiprocessing.get_context("fork").Process(target=_report_in_child, args=(reporter,))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+        reporter.report({"parent": 3})
+        assert reporter.close() == 0
+        rows = get_observation_log(server.address, trial_env)
+    finally:
+        server.stop(None)
+    assert [(row.name, row.value) for row in rows] == [("parent", "1"), ("child", "2"), ("parent", "3")]
