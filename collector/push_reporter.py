@@ -110,8 +110,8 @@ class MetricsReporter:
         with self.changed:
             if self._closing:
                 raise PushError(f"this MetricsReporter for trial {self.trial} is closed: create a new one")
-            if len(self._queue) + len(rows) > self.max_queued_rows and not self.changed.wait_for(
-                    lambda: len(self._queue) + len(rows) <= self.max_queued_rows or self._closing, self.timeout):
+            if not self._room(len(rows)) and not self.changed.wait_for(
+                    lambda: self._room(len(rows)) or self._closing, self.timeout):
                 raise PushError(f"Unable to push metrics to Katib DB for Trial {trial_label(self.trial)}. Exception: "
                                 f"{len(self._queue)} values are still waiting for the db-manager at {self.address} "
                                 f"after {self.timeout:g} s; {hint_for('UNAVAILABLE')}")
@@ -119,6 +119,10 @@ class MetricsReporter:
                 raise PushError(f"this MetricsReporter for trial {self.trial} closed while report() waited")
             self._queue.extend(rows)
             self.changed.notify_all()
+
+    def _room(self, rows: int) -> bool:
+        # A report of more values than the queue holds is taken once the queue is empty, else never.
+        return not self._queue or len(self._queue) + rows <= self.max_queued_rows
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every value queued so far is stored (True), or `timeout` passes or some were refused."""

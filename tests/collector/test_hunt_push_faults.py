@@ -135,3 +135,13 @@ def test_a_reporter_used_in_a_forked_child_stores_what_the_child_reports(trial_e
     finally:
         server.stop(None)
     assert [(row.name, row.value) for row in rows] == [("parent", "1"), ("child", "2"), ("parent", "3")]
+
+
+def test_a_report_of_more_values_than_the_queue_holds_is_taken_when_the_queue_is_empty(trial_env: str) -> None:
+    for servicer, address in serving(QueryableRecorder()):
+        with MetricsReporter(address, max_queued_rows=1, batch_rows=2, timeout=5) as reporter:
+            started = time.monotonic()
+            reporter.report({f"m{n}": n for n in range(3)})  # used to wait `timeout`, then raise, queue empty
+            assert time.monotonic() - started < 2
+            assert reporter.flush(30)
+        assert sorted(name for _, name, _ in servicer.all_rows()) == ["m0", "m1", "m2"]
