@@ -150,8 +150,9 @@ class Sidecar:
     def _finish(self, pipeline: Pipeline, shipper: Shipper, result: WaitResult) -> int:
         s = self.settings
         grace_ends = self.clock() + s.grace_period if result.outcome is Outcome.INTERRUPTED else None
+        began = time.monotonic()  # a stall counts from here: a reporter stuck during the run gets its full time
         read, grace_ends = final_read(pipeline, grace_ends, self.terminated, s.grace_period, self.clock,
-                                      self._stalled)
+                                      lambda: self._stalled(began))
         if not read and grace_ends is None:
             log.warning("the final read waits for the reporter (no room to spill rows), which took none for %.0fs "
                         "(--report-timeout); reporting what was read", s.report_timeout)
@@ -181,9 +182,9 @@ class Sidecar:
         return EXIT_OK
 
 
-    def _stalled(self) -> bool:
+    def _stalled(self, began: float) -> bool:
         since = self.store.stalled_since  # monotonic, whatever `clock` the sidecar was given
-        return since is not None and time.monotonic() - since > self.settings.report_timeout
+        return since is not None and time.monotonic() - max(since, began) > self.settings.report_timeout
 
     def _unsent(self, shipper: Shipper) -> str:
         s = self.settings
