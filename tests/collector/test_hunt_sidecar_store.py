@@ -4,13 +4,17 @@ and in order, and a writer waits for a real shipper to take rows instead of grow
 from __future__ import annotations
 
 import errno
+import os
 import tempfile
 import threading
 from pathlib import Path
 from typing import BinaryIO
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from katib_metrics.collector import store as store_module
 from katib_metrics.collector.shipper import Shipper
 from katib_metrics.collector.store import MetricStore
 from katib_metrics.parsers.model import CollectorSpec, MetricLog
@@ -67,3 +71,41 @@ def test_without_a_spill_file_the_writer_waits_for_a_real_shipper(monkeypatch: p
     assert most < 200 + 100  # one batch beyond `memory_rows` at most
     assert [value for _, _, value in servicer.all_rows()] == [str(i) for i in range(20_000)]
     assert done.rows == 20_000
+
+
+class _FillingVolume:
+    """`os` for the store, whose `pwrite` writes what `room` allows (a short write), then fails with ENOSPC."""
+
+    def __init__(self, room: list[int]) -> None:
+        self.room = room  # bytes each successive write may still put down (then: unlimited)
+
+    def pwrite(self, fd: int, data: memoryview, offset: int) -> int:
+        if not self.room:
+            return os.pwrite(fd, data, offset)
+        allowed = self.room.pop(0)
+        if allowed <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.pwrite(fd, data[:allowed], offset)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(room=st.lists(st.integers(0, 3000), max_size=12),
+       steps=st.lists(st.tuples(st.integers(1, 40), st.integers(0, 60)), min_size=1, max_size=30))
+def test_short_and_failed_spill_writes_never_lose_reorder_or_corrupt_rows(room: list[int],
+                                                                          steps: list[tuple[int, int]]) -> None:
+    with tempfile.TemporaryDirectory() as spill_dir:
+        store = MetricStore(SPEC, memory_rows=25, spill_dir=Path(spill_dir))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(store_module, "os", _FillingVolume(list(room)))
+            patch.setattr(store_module, "SPILL_RETRY", 0.0)  # try the spill file again at every chance
+            added, taken = 0, []
+            for count, take in steps:
+                store.add(rows(added, added + count))
+                added += count
+                taken += store.take(take)
+            rest = list(store.all_rows())
+        store.close()
+    assert [row.value for row in taken + rest] == [str(i) for i in range(added)]
