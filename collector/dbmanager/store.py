@@ -214,9 +214,10 @@ class ObservationStore:
     def report(self, trial_name: str, logs: Sequence[MetricLog], wanted: Callable[[], bool] = lambda: True) -> int:
         """Append `logs` atomically; rows with an empty time stamp are skipped. Returns rows stored.
 
-        `wanted()` is asked once the write lock is held and before committing: False rolls back and raises
-        `Abandoned`. A caller whose deadline passed while the database was locked has been told the call
-        failed; storing its rows then would store them twice, once more when it sends them again."""
+        `wanted()` is asked once the write lock is held: False rolls back and raises `Abandoned`. A caller
+        whose deadline passed while the database was locked has been told the call failed; storing its rows
+        then would store them twice, once more when it sends them again. (Not asked again before committing:
+        a write slower than the caller's deadline would then never be stored.)"""
         rows = [
             (
                 trial_name,
@@ -235,8 +236,6 @@ class ObservationStore:
                 if not wanted():
                     raise Abandoned(f"the caller stopped waiting for {len(rows)} rows of trial {trial_name!r}")
                 conn.executemany(_INSERT, rows)
-                if not wanted():
-                    raise Abandoned(f"the caller stopped waiting for {len(rows)} rows of trial {trial_name!r}")
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
