@@ -134,8 +134,9 @@ class MetricStore:
                 continue
             try:
                 return tempfile.TemporaryFile("w+b", buffering=0, dir=directory, prefix=".katib-rows-")
-            except OSError as err:
-                log.warning("cannot spill rows to %s (%s)", directory or tempfile.gettempdir(), err)
+            except OSError as err:  # without `directory`, the error may be that no temporary directory is usable
+                where = directory or tempfile.tempdir or "a temporary directory"
+                log.warning("cannot spill rows to %s (%s)", where, err)
         return None
 
     def _spill_rows(self) -> None:

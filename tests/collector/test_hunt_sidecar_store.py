@@ -109,3 +109,15 @@ def test_short_and_failed_spill_writes_never_lose_reorder_or_corrupt_rows(room: 
             rest = list(store.all_rows())
         store.close()
     assert [row.value for row in taken + rest] == [str(i) for i in range(added)]
+
+
+def test_no_usable_temporary_directory_at_all_keeps_rows_instead_of_raising(monkeypatch: pytest.MonkeyPatch,
+                                                                            tmp_path: Path) -> None:
+    """A read-only root: tempfile finds no usable directory and raises from `gettempdir()` itself."""
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path / "gone")])
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    store = MetricStore(SPEC, memory_rows=2, spill_dir=tmp_path / "no-such-volume")
+    store.add(rows(0, 5))
+    store.add(rows(5, 9))
+    assert [row.value for row in store.take(3) + list(store.all_rows())] == [str(i) for i in range(9)]
+    store.close()
