@@ -8,6 +8,7 @@ without event files, a metrics file that never appeared, `-m ''`. The per-metric
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from typing import BinaryIO
 
@@ -67,11 +68,18 @@ def _event_dir_warnings(path: str) -> list[str]:
 
 
 def _head(path: str) -> bytes:
+    """The first bytes of a regular file; nothing of a FIFO (opening one waits for a writer) or a device
+    (`/dev/zero` never ends), so a diagnosis never blocks the exit it comes before."""
     try:
-        with open(path, "rb") as stream:
-            return stream.read(_HEAD)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         return b""
+    try:
+        return os.read(fd, _HEAD) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    except OSError:
+        return b""
+    finally:
+        os.close(fd)
 
 
 def _mostly_objects(head: bytes) -> bool:
