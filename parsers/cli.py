@@ -221,11 +221,11 @@ def _batches(
         elif spec.format is FileFormat.JSON:
             yield from scan(stream, JsonLinesParser(spec, stats=stats, on_skip=warn))
         else:
-            from katib_metrics.parsers.prometheus import line_count, parse_exposition
+            from katib_metrics.parsers.prometheus import exposition_batches, line_count
 
             text = stream.read().decode("utf-8", "replace")
             stats.lines += line_count(text)
-            yield parse_exposition(text, spec, ZERO_TIME, stats, warn)
+            yield from exposition_batches(text, spec, ZERO_TIME, stats, warn)
 
 
 def _open(path: str) -> BinaryIO:

@@ -41,6 +41,7 @@ __all__ = [
     "Sample",
     "Selector",
     "compile_selectors",
+    "exposition_batches",
     "iter_samples",
     "line_count",
     "parse_exposition",
@@ -110,13 +111,29 @@ def parse_exposition(
     reader's to count (house rule of `ParseStats`), e.g. with `line_count(text)`.
     Raises `SpecError` when a requested name has a malformed `{...}` selector.
     """
+    return [row for batch in exposition_batches(text, spec, default_time, stats, on_skip) for row in batch]
+
+
+def exposition_batches(
+    text: str,
+    spec: CollectorSpec,
+    default_time: str,
+    stats: ParseStats | None = None,
+    on_skip: SkipSink | None = None,
+    size: int = 10_000,
+) -> Iterator[list[MetricLog]]:
+    """`parse_exposition`'s rows, `size` at a time: an exposition of any number of samples holds one batch."""
     selectors = compile_selectors(spec.metric_names)
     logs: list[MetricLog] = []
     for row_name, sample in select_samples(iter_samples(text, stats, on_skip), selectors):
         logs.append(to_metric_log(row_name, sample, default_time))
         if stats is not None:
             stats.values[row_name] += 1
-    return logs
+        if len(logs) >= size:
+            yield logs
+            logs = []
+    if logs:
+        yield logs
 
 
 def to_metric_log(row_name: str, sample: Sample, default_time: str) -> MetricLog:
@@ -173,7 +190,7 @@ def iter_samples(
 ) -> Iterator[Sample]:
     """Every well-formed sample of the document in order; malformed lines are reported and skipped."""
     open_metrics = _EOF_LINE.search(text) is not None
-    for number, raw in enumerate(_lines(text), start=1):
+    for number, raw in enumerate(_lines(text), start=1):  # one line at a time: never a list of them all
         line = raw.strip(" \t\r")
         if line == _EOF and open_metrics:
             return
@@ -196,10 +213,16 @@ def line_count(text: str) -> int:
     return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
 
 
-def _lines(text: str) -> list[str]:
+def _lines(text: str) -> Iterator[str]:
     """Lines end at `\n` only: a label value may hold a raw `\r` or other Unicode line breaks."""
-    lines = text.split("\n")
-    return lines[:-1] if lines[-1] == "" else lines
+    start, end = 0, len(text)
+    while start < end:
+        cut = text.find("\n", start)
+        if cut < 0:
+            yield text[start:]
+            return
+        yield text[start:cut]
+        start = cut + 1
 
 
 class _NotANumber(Exception):
