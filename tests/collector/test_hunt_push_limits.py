@@ -1,14 +1,17 @@
-"""Push mode at a db-manager's message size limit (gRPC's default 4 MiB): just under is stored, just over is
-refused at once with a clear error, and the values around it are still stored."""
+"""Push mode at the edges of what it sends: a db-manager's message size limit (gRPC's default 4 MiB; just
+under is stored, just over is refused at once with a clear error and the values around it are still stored),
+and non-finite values."""
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
 
 import katib_metrics
 from katib_metrics import MetricsReporter
+from katib_metrics.parsers.numbers import parse_go_float
 from tests.collector.push_doubles import QueryableRecorder, serving, trial_env
 
 pytestmark = pytest.mark.timeout(60)
@@ -49,3 +52,13 @@ def test_a_reporter_sets_an_oversized_value_aside_and_stores_the_values_behind_i
         assert "katib_metrics: 1 metric values of trial push-trial (ooooo" in err
         assert "NOT reported" in err and "larger than max" in err
         assert max(len(line) for line in err.splitlines()) < 1000, "stderr repeats the 4 MiB name"
+
+
+def test_non_finite_values_are_stored_as_text_gos_parser_reads(trial_env: str) -> None:
+    # Katib's SDK sends str(value): "nan", "inf", "-inf"; Go's strconv.ParseFloat reads all three.
+    for servicer, address in serving(QueryableRecorder()):
+        katib_metrics.report_metrics({"a": float("nan"), "b": float("inf"), "c": -math.inf, "d": "NaN"},
+                                     db_manager_address=address, timeout=30)
+        assert [(name, value) for _, name, value in servicer.all_rows()] == [
+            ("a", "nan"), ("b", "inf"), ("c", "-inf"), ("d", "NaN")]
+        assert all(parse_go_float(value) is not None for _, _, value in servicer.all_rows())
