@@ -58,11 +58,23 @@ def _key(row: MetricLog) -> tuple[Any, str, str]:
     return parse_rfc3339(row.time_stamp) or row.time_stamp, row.name, row.value
 
 
+def _check_address(address: str) -> None:
+    """Refuse what gRPC would only retry until the deadline: a URL, or a port it wraps (99999 dials 34463)."""
+    scheme = address.partition("://")[0].lower() if "://" in address else ""
+    if scheme in ("http", "https", "grpc", "grpcs"):
+        raise ValueError(f"invalid gRPC address {address!r}: gRPC takes HOST:PORT, not a URL; "
+                         f"use {address.partition('://')[2].rstrip('/')!r}")
+    port = address.rpartition(":")[2]
+    if port.isdigit() and int(port) > 65535:
+        raise ValueError(f"invalid gRPC address {address!r}: port {port} is beyond 65535")
+
+
 class PushChannel:
     """A channel to one db-manager and the two calls push mode makes on it."""
 
     def __init__(self, address: str) -> None:
         self.address = address
+        _check_address(address)
         self._channel = open_channel(address)
         # Requests are written by `collector.report.wire` (bytes in), replies decoded by the generated classes.
         self._report: Any = self._channel.unary_unary(

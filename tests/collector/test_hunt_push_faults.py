@@ -145,3 +145,16 @@ def test_a_report_of_more_values_than_the_queue_holds_is_taken_when_the_queue_is
             assert time.monotonic() - started < 2
             assert reporter.flush(30)
         assert sorted(name for _, name, _ in servicer.all_rows()) == ["m0", "m1", "m2"]
+
+
+@pytest.mark.parametrize(("address", "why"), [
+    ("http://127.0.0.1:6789", r"gRPC takes HOST:PORT, not a URL; use '127.0.0.1:6789'"),
+    ("127.0.0.1:99999", "port 99999 is beyond 65535"),  # gRPC would dial port 34463 instead
+])
+def test_an_address_grpc_can_never_reach_is_refused_at_once(trial_env: str, address: str, why: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=why):  # it used to be retried for the whole timeout
+        katib_metrics.report_metrics({"loss": 0.5}, db_manager_address=address, timeout=30)
+    assert time.monotonic() - started < 5
+    with pytest.raises(ValueError, match=why):
+        MetricsReporter(address)
