@@ -44,7 +44,6 @@ DEFAULT_DB_MANAGER_ADDRESS: str = _KatibDefault("katib-db-manager.kubeflow:6789"
 
 STAMPER = Stamper()
 """One per process: stamps of `report_metrics` and of every `MetricsReporter` never tie."""
-os.register_at_fork(after_in_child=STAMPER.after_fork)
 
 POLICY = RetryPolicy(budget=1e9, call_timeout=ATTEMPT_TIMEOUT)  # the budget is each caller's deadline
 
@@ -53,12 +52,14 @@ _channels_lock = threading.Lock()
 
 
 def _after_fork() -> None:
-    """In a forked child another thread may have held the lock (the parent's channels stay, keyed by its pid)."""
+    """In a forked child another thread may have held a lock (the parent's channels stay, keyed by its pid)."""
     global _channels_lock
     _channels_lock = threading.Lock()
+    STAMPER.after_fork()
 
 
-os.register_at_fork(after_in_child=_after_fork)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def resolve_address(address: str) -> str:
