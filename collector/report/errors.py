@@ -19,6 +19,7 @@ _HINTS: dict[str, str] = {
     "RESOURCE_EXHAUSTED": "the service is overloaded or the message is too large; check its logs and limits",
     "INVALID_ARGUMENT": "the service rejected the data; check the time stamps and names in the request",
     "UNIMPLEMENTED": "the address answers gRPC but is not the right Katib service; check the address",
+    "CANCELLED": "the service kept stopping while answering (restarts or a rolling update); check its pods",
 }
 _DEFAULT_HINT = "check the service's logs"
 

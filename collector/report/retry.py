@@ -1,7 +1,9 @@
 """Deadlines and retries for every RPC the collector makes: which codes retry, how long to back off.
 
-Policy (DESIGN difference 10): UNAVAILABLE, DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED are retried
-with capped exponential backoff and jitter until a total budget runs out; any other code fails at once.
+Policy (DESIGN difference 10): UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and CANCELLED are
+retried with capped exponential backoff and jitter until a total budget runs out; any other code fails at
+once. CANCELLED is what a db-manager being stopped (a rolling update) answers the calls it cuts short; like
+DEADLINE_EXCEEDED the rows may or may not be stored, and resending is the safe side (`report.client`).
 Each attempt has its own deadline, never longer than what is left of the budget.
 """
 
@@ -17,7 +19,7 @@ import grpc
 
 __all__ = ["RETRYABLE_CODES", "CallFailed", "Clock", "RetryPolicy", "call_with_retry"]
 
-RETRYABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
+RETRYABLE_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "CANCELLED"})
 
 # An attempt with less time than this left would only produce another DEADLINE_EXCEEDED.
 _MIN_ATTEMPT_SECONDS = 0.05

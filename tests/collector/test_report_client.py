@@ -136,6 +136,18 @@ def test_acknowledged_chunks_are_not_resent_when_a_later_chunk_is_retried() -> N
     assert (result.requests, result.attempts) == (3, 5)
 
 
+def test_a_call_cancelled_by_a_stopping_db_manager_is_sent_again() -> None:
+    servicer = RecordingDBManager(script=lambda n: grpc.StatusCode.CANCELLED if n == 1 else None)
+    server, address = start_server(servicer)
+    try:
+        with DBManagerReporter(address, clock=FakeClock()) as reporter:
+            result = reporter.report("rolling-update", rows(10))
+    finally:
+        server.stop(None)
+    assert servicer.all_rows() == as_tuples(rows(10))
+    assert result.outcome is ReportOutcome.RETRIED and (result.requests, result.attempts) == (1, 2)
+
+
 def test_deadline_exceeded_is_retried_with_a_fresh_deadline() -> None:
     servicer = RecordingDBManager(delay_calls={1}, delay=2.0)
     server, address = start_server(servicer)
