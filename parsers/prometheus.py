@@ -98,13 +98,8 @@ class _Malformed(Exception):
     """A line that is not exposition text; the message says what is wrong with it."""
 
 
-def parse_exposition(
-    text: str,
-    spec: CollectorSpec,
-    default_time: str,
-    stats: ParseStats | None = None,
-    on_skip: SkipSink | None = None,
-) -> list[MetricLog]:
+def parse_exposition(text: str, spec: CollectorSpec, default_time: str, stats: ParseStats | None = None,
+                     on_skip: SkipSink | None = None) -> list[MetricLog]:
     """The rows the exposition `text` holds for `spec.metric_names` (all samples when there are none).
 
     Counts every row into `stats.values` and every skip into `stats.skipped`; `stats.lines` is the
@@ -114,17 +109,10 @@ def parse_exposition(
     return [row for batch in exposition_batches(text, spec, default_time, stats, on_skip) for row in batch]
 
 
-def exposition_batches(
-    text: str,
-    spec: CollectorSpec,
-    default_time: str,
-    stats: ParseStats | None = None,
-    on_skip: SkipSink | None = None,
-    size: int = 10_000,
-) -> Iterator[list[MetricLog]]:
+def exposition_batches(text: str, spec: CollectorSpec, default_time: str, stats: ParseStats | None = None,
+                       on_skip: SkipSink | None = None, size: int = 10_000) -> Iterator[list[MetricLog]]:
     """`parse_exposition`'s rows, `size` at a time: an exposition of any number of samples holds one batch."""
-    selectors = compile_selectors(spec.metric_names)
-    logs: list[MetricLog] = []
+    selectors, logs = compile_selectors(spec.metric_names), []
     for row_name, sample in select_samples(iter_samples(text, stats, on_skip), selectors):
         logs.append(to_metric_log(row_name, sample, default_time))
         if stats is not None:
@@ -215,12 +203,10 @@ def line_count(text: str) -> int:
 
 def _lines(text: str) -> Iterator[str]:
     """Lines end at `\n` only: a label value may hold a raw `\r` or other Unicode line breaks."""
-    start, end = 0, len(text)
-    while start < end:
+    start = 0
+    while start < len(text):
         cut = text.find("\n", start)
-        if cut < 0:
-            yield text[start:]
-            return
+        cut = len(text) if cut < 0 else cut
         yield text[start:cut]
         start = cut + 1
 
