@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Iterable
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 
 from katib_metrics.collector.dbmanager.store import ObservationStore, StoreError, TrialInfo
@@ -15,6 +17,8 @@ from katib_metrics.parsers.model import MetricLog
 from katib_metrics.parsers.table import plural
 
 __all__ = ["keep_locally", "resend_main"]
+
+RESEND_BATCH = 50_000  # rows read from the store per report: memory holds one batch, not the trial
 
 
 def keep_locally(db_path: Path, info: TrialInfo, rows: Iterable[MetricLog], chunk: int = 5000) -> int:
@@ -39,8 +43,10 @@ def _send(db_path: Path, name: str, address: str, timeout: float) -> int:
     from katib_metrics.collector.report import DBManagerReporter  # gRPC only when sending
 
     (trial,) = load_local(db_path, [name])
-    with DBManagerReporter(address, report_timeout=timeout) as reporter:
-        sent = reporter.report(name, list(trial.rows)).rows
+    started, sent, rows = time.monotonic(), 0, iter(trial.rows)
+    with DBManagerReporter(address, report_timeout=timeout) as reporter:  # a batch at a time, one shared budget
+        while batch := list(islice(rows, RESEND_BATCH)):
+            sent += reporter.report(name, batch, budget=max(timeout - (time.monotonic() - started), 0.1)).rows
     if trial.info is not None and trial.info.resend_to:
         store = ObservationStore(db_path)
         try:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from katib_metrics.collector.dbmanager import ObservationStore, TrialInfo
+from katib_metrics.collector.dbmanager import ObservationStore, TrialInfo, serve
 from katib_metrics.parsers.model import MetricLog
 from katib_metrics.parsers.table import numeric_series, series_means, sparkline
 
@@ -99,3 +99,15 @@ def test_integer_shares_draw_the_same_bars_as_before() -> None:
 def test_series_means_refuses_an_iterator() -> None:
     with pytest.raises(TypeError, match="not an iterator"):
         series_means(iter([MetricLog("2026-01-01T00:00:00Z", "loss", "1")]))
+
+
+def test_resend_sends_a_long_trial_a_batch_at_a_time(tmp_path: Path, big_store: Path) -> None:
+    """`show --resend` read the whole trial into one list; now one batch is held, and every row arrives once."""
+    server = serve("127.0.0.1:0", tmp_path / "remote.db")
+    try:
+        said, mib = measured(tmp_path, "show", "big", "--db", str(big_store), "--resend", server.address)
+        assert said == f"trial big: {ROWS} rows sent to db-manager {server.address}\n"
+        assert server.store.row_count("big") == ROWS
+    finally:
+        server.stop(grace=1)
+    assert mib < 100, f"peak RSS {mib:.0f} MiB"
