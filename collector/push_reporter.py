@@ -7,6 +7,9 @@ then is named on stderr (how many rows, which metrics, why). A full queue (`max_
 about 25 MiB) makes `report()` wait, up to `timeout`, and then raise, rather than grow without bound.
 In a child forked after the reporter was made (no background thread there), `report()` stores at once, as
 `report_metrics` does, and `flush()` and `close()` leave the parent's queue to the parent.
+SIGTERM (early stopping, a pod being deleted) ends a process without its exit handlers: when the program has
+no SIGTERM handler of its own, the first reporter installs one that closes every reporter for up to
+`TERM_FLUSH` seconds, then ends the process by the signal, as the default action would have.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ import logging
 import math
 import os
 import random
+import signal
 import sys
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Mapping
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from katib_metrics.collector.push import (
@@ -96,6 +101,8 @@ class MetricsReporter:
         self._thread = threading.Thread(target=self._run, name="katib-metrics-reporter", daemon=True)
         self._thread.start()
         atexit.register(self.close)
+        _open.add(self)
+        _watch_sigterm()
 
     def report(self, metrics: Mapping[str, Any]) -> None:
         """Queue `metrics` (name → number), stamped now; raises `PushError` (a RuntimeError) for a bad value."""
@@ -241,3 +248,21 @@ class MetricsReporter:
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+TERM_FLUSH = 3.0  # seconds a SIGTERM leaves queued values to be stored (Katib's run grace is 10 s, a pod's 30 s)
+_open: weakref.WeakSet[MetricsReporter] = weakref.WeakSet()
+
+
+def _watch_sigterm() -> None:
+    """Installs `_close_then_terminate` for SIGTERM unless the program handles it itself (or cannot: only the
+    main thread may set handlers)."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _close_then_terminate)
+
+
+def _close_then_terminate(signum: int, frame: FrameType | None) -> None:
+    for reporter in list(_open):
+        reporter.close(TERM_FLUSH)
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
