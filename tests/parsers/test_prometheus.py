@@ -13,6 +13,7 @@ from prometheus_client.openmetrics import exposition as openmetrics
 from katib_metrics.parsers.errors import SpecError
 from katib_metrics.parsers.model import CollectorSpec, MetricLog
 from katib_metrics.parsers.prometheus import (
+    _lines,
     compile_selectors,
     iter_samples,
     line_count,
@@ -274,3 +275,11 @@ def test_series_text_round_trips_through_the_parser(labels: dict[str, str], valu
     assert math.isnan(value) or float(log.value) == value
     [selected] = parse_exposition(generate_latest(registry).decode(), spec(log.name), T0)
     assert selected.value == log.value
+
+
+@given(st.text(alphabet="ab\n\r", max_size=60), st.integers(1, 8))
+def test_lines_are_split_by_pieces_exactly_as_one_split_would(text: str, piece: int) -> None:
+    """`_lines` splits a large exposition a piece at a time; the lines are those of `text.split("\\n")`, a final
+    newline ending the last one."""
+    whole = text.split("\n")
+    assert list(_lines(text, piece)) == (whole[:-1] if whole[-1] == "" else whole)
