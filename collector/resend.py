@@ -7,13 +7,13 @@ import sys
 import time
 from collections.abc import Iterable
 from dataclasses import replace
-from itertools import islice
 from pathlib import Path
 
 from katib_metrics.collector.dbmanager.store import ObservationStore, StoreError, TrialInfo
 from katib_metrics.collector.results import UnknownTrial, existing_db, load_local
 from katib_metrics.parsers.durations import parse_duration
 from katib_metrics.parsers.model import MetricLog
+from katib_metrics.parsers.observation import batches
 from katib_metrics.parsers.table import plural
 
 __all__ = ["keep_locally", "resend_main"]
@@ -43,9 +43,9 @@ def _send(db_path: Path, name: str, address: str, timeout: float) -> int:
     from katib_metrics.collector.report import DBManagerReporter  # gRPC only when sending
 
     (trial,) = load_local(db_path, [name])
-    started, sent, rows = time.monotonic(), 0, iter(trial.rows)
+    started, sent = time.monotonic(), 0
     with DBManagerReporter(address, report_timeout=timeout) as reporter:  # a batch at a time, one shared budget
-        while batch := list(islice(rows, RESEND_BATCH)):
+        for batch in batches(trial.rows, RESEND_BATCH):
             sent += reporter.report(name, batch, budget=max(timeout - (time.monotonic() - started), 0.1)).rows
     if trial.info is not None and trial.info.resend_to:
         store = ObservationStore(db_path)

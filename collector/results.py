@@ -6,13 +6,12 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import islice
 from pathlib import Path
 
 from katib_metrics.collector.dbmanager.store import ObservationStore, StoreOpenError, TrialInfo, resolve_db_path
 from katib_metrics.parsers.model import CollectorSpec, MetricLog, MetricSummary, ObjectiveType
 from katib_metrics.parsers.numbers import parse_go_float
-from katib_metrics.parsers.observation import unavailable_rows
+from katib_metrics.parsers.observation import batches, unavailable_rows
 from katib_metrics.parsers.strategies import Reducer
 
 __all__ = ["ReadError", "StoredRows", "TrialData", "UnknownTrial", "best_first", "existing_db", "load_all",
@@ -65,17 +64,11 @@ class TrialData:
     def _reduction(self) -> tuple[list[MetricSummary], set[str]]:
         reducer = Reducer(self.spec)
         names: set[str] = set()
-        for batch in _batches(self.rows):
+        for batch in batches(self.rows, 20_000):
             reducer.add_all(batch)
             names.update(row.name for row in batch)
         reducer.add_all(unavailable_rows(self.spec, names))
         return reducer.summaries(), names
-
-
-def _batches(rows: Iterable[MetricLog], size: int = 20_000) -> Iterator[list[MetricLog]]:
-    iterator = iter(rows)
-    while batch := list(islice(iterator, size)):
-        yield batch
 
 
 def existing_db(path: str | None) -> Path:

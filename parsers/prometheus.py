@@ -33,6 +33,7 @@ from decimal import Decimal
 from katib_metrics.parsers.errors import SpecError
 from katib_metrics.parsers.model import CollectorSpec, MetricLog
 from katib_metrics.parsers.numbers import format_number, parse_go_float
+from katib_metrics.parsers.observation import batches
 from katib_metrics.parsers.stats import ParseStats, Skipped, SkipReason, SkipSink, report_skip
 from katib_metrics.parsers.timestamps import Instant, format_rfc3339
 
@@ -111,16 +112,15 @@ def parse_exposition(text: str, spec: CollectorSpec, default_time: str, stats: P
 def exposition_batches(text: str, spec: CollectorSpec, default_time: str, stats: ParseStats | None = None,
                        on_skip: SkipSink | None = None, size: int = 10_000) -> Iterator[list[MetricLog]]:
     """`parse_exposition`'s rows, `size` at a time: an exposition of any number of samples holds one batch."""
-    selectors, logs = compile_selectors(spec.metric_names), []
+    yield from batches(_rows(text, compile_selectors(spec.metric_names), default_time, stats, on_skip), size)
+
+
+def _rows(text: str, selectors: Sequence[Selector], default_time: str, stats: ParseStats | None,
+          on_skip: SkipSink | None) -> Iterator[MetricLog]:
     for row_name, sample in select_samples(iter_samples(text, stats, on_skip), selectors):
-        logs.append(to_metric_log(row_name, sample, default_time))
         if stats is not None:
             stats.values[row_name] += 1
-        if len(logs) >= size:
-            yield logs
-            logs = []
-    if logs:
-        yield logs
+        yield to_metric_log(row_name, sample, default_time)
 
 
 def to_metric_log(row_name: str, sample: Sample, default_time: str) -> MetricLog:

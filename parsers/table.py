@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterable, Sequence
-from itertools import islice
 from typing import Any, TextIO
 
 from katib_metrics.parsers.model import UNAVAILABLE, MetricLog, MetricSummary, ObjectiveType, Strategy
 from katib_metrics.parsers.numbers import parse_go_float
+from katib_metrics.parsers.observation import batches
 
 __all__ = [
     "SUMMARY_HEADER",
@@ -87,10 +87,8 @@ def write_json_document(out: TextIO, logs: Iterable[MetricLog], summaries: Seque
     """`json_document`, written `_JSON_BATCH` rows at a time: memory never holds the whole log."""
     head = json.dumps(extra)[:-1]
     out.write(head + (", " if extra else "") + '"metric_logs": [')
-    iterator, first = iter(logs), True
-    while batch := list(islice(iterator, _JSON_BATCH)):
-        out.write(("" if first else ", ") + ", ".join(json.dumps(log.to_dict()) for log in batch))
-        first = False
+    for index, batch in enumerate(batches(logs, _JSON_BATCH)):
+        out.write(("" if index == 0 else ", ") + ", ".join(json.dumps(log.to_dict()) for log in batch))
     out.write('], "observation": ' + json.dumps({"metrics": [summary.to_dict() for summary in summaries]}) + "}")
 
 
