@@ -5,13 +5,11 @@ pytest's peak as its own."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = ("import resource, subprocess, sys\ncode = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], 'w'))"
-            ".returncode\nprint(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+from tests import peak
+
 TRAIN = """
 from katib_metrics import MetricsReporter
 reporter = MetricsReporter()
@@ -22,13 +20,10 @@ reporter.close()
 
 
 def test_pushed_values_are_counted_in_bounded_memory(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    command = [sys.executable, "-c", LAUNCHER, str(out), sys.executable, "-m", "katib_metrics", "run", "--db",
-               str(tmp_path / "obs.db"), "--trial", "pushed", "-m", "accuracy;loss", "--", sys.executable, "-c", TRAIN]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=180, cwd=ROOT)
-    code, peak_kib = map(int, done.stdout.split())
-    assert code == 0, done.stderr
-    table = [line.split() for line in out.read_text().splitlines()]
+    run = peak.measured(tmp_path, "run", "--db", str(tmp_path / "obs.db"), "--trial", "pushed", "-m", "accuracy;loss",
+                        "--", sys.executable, "-c", TRAIN)
+    assert run.code == 0, run.stderr
+    table = [line.split() for line in run.stdout.splitlines()]
     assert table[1][0] == "accuracy" and table[1][-1] == "150000" and table[2][0] == "loss" and table[2][-1] == "150000"
     assert table[-1][-5:] == ["300000", "rows", "stored", "in", str(tmp_path / "obs.db")]
-    assert peak_kib < 100 * 1024, f"peak RSS {peak_kib // 1024} MiB"
+    assert run.peak_mib < 100, f"peak RSS {run.peak_mib:.0f} MiB"

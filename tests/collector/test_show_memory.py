@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,10 +18,8 @@ from hypothesis import strategies as st
 from katib_metrics.collector.dbmanager import ObservationStore, TrialInfo, serve
 from katib_metrics.parsers.model import MetricLog
 from katib_metrics.parsers.table import numeric_series, series_means, sparkline
+from tests import peak
 
-ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = ("import resource, subprocess, sys\ncode = subprocess.run(sys.argv[2:], stdout=open(sys.argv[1], 'w'))"
-            ".returncode\nprint(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 ROWS = 300_000
 
 
@@ -44,12 +40,9 @@ def big_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def measured(tmp_path: Path, *args: str) -> tuple[str, float]:
-    out = tmp_path / "out"
-    command = [sys.executable, "-c", LAUNCHER, str(out), sys.executable, "-m", "katib_metrics", *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
-    code, peak_kib = map(int, done.stdout.split())
-    assert code == 0, done.stderr
-    return out.read_text(), peak_kib / 1024
+    run = peak.measured(tmp_path, *args)
+    assert run.code == 0, run.stderr
+    return run.stdout, run.peak_mib
 
 
 def test_trials_and_show_hold_one_batch_of_rows(tmp_path: Path, big_store: Path) -> None:

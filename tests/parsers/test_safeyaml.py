@@ -3,8 +3,6 @@ errors, in bounded time and memory, and every other document reads exactly as `y
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +17,7 @@ from katib_metrics.injector.errors import ConfigError
 from katib_metrics.parsers.experiment import ExperimentError
 from katib_metrics.parsers.experiment_file import load_experiment
 from katib_metrics.parsers.safeyaml import MAX_VALUES, load_yaml, load_yaml_all
-
-ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = ("import resource, subprocess, sys\ncode = subprocess.run(sys.argv[1:]).returncode\n"
-            "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+from tests import peak
 
 
 def bomb(levels: int, width: int = 10) -> str:
@@ -50,16 +45,13 @@ def test_an_alias_bomb_is_refused_quickly_whatever_its_size() -> None:
 
 
 def test_a_bomb_in_an_experiment_file_is_a_one_line_error_in_bounded_memory(tmp_path: Path) -> None:
-    """`check` on this file used to take 4.6 GB and never end. The peak is the `check` process's own: it runs
-    under a small launcher (a child forked from pytest would start with pytest's peak as its own)."""
+    """`check` on this file used to take 4.6 GB and never end (the peak is the `check` process's own)."""
     path = tmp_path / "bomb.yaml"
     path.write_text(bomb(9) + "apiVersion: kubeflow.org/v1beta1\nkind: Experiment\nmetadata: {name: x}\n"
                               "spec: {objective: {type: maximize, objectiveMetricName: *l8}}\n")
-    command = [sys.executable, "-c", LAUNCHER, sys.executable, "-m", "katib_metrics", "check", str(path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
-    code, peak_kib = map(int, done.stdout.split())
-    assert code == 2 and peak_kib < 100 * 1024, done.stdout
-    assert done.stderr.strip().splitlines()[-1] == (
+    run = peak.measured(tmp_path, "check", str(path), timeout=60)
+    assert run.code == 2 and run.peak_mib < 100, (run.code, run.peak_mib)
+    assert run.stderr.strip().splitlines()[-1] == (
         f"katib-metrics check: error: {path}: not valid YAML or JSON: document contains excessive aliasing: its "
         "aliases expand it to more than 1,000,000 values; write the values out instead of repeating anchors")
 

@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import json
 import pathlib
-import subprocess
-import sys
 
 import pytest
 from tensorboard.summary import Writer
 
+from tests import peak
+
 LIMIT_MIB = 100
 T0 = 1_700_000_000.0
-LAUNCHER = (
-    "import pathlib, resource, subprocess, sys\n"
-    "code = subprocess.run(sys.argv[2:]).returncode\n"
-    "pathlib.Path(sys.argv[1]).write_text(f'{code} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}')\n"
-)
-
-
 def writer_bytes(tmp: pathlib.Path, events: int) -> bytes:
     """The file tensorboard's Writer produces for `events` v2 scalar summaries of `loss`."""
     writer = Writer(str(tmp))
@@ -38,13 +31,9 @@ def writer_bytes(tmp: pathlib.Path, events: int) -> bytes:
 
 def measured(tmp: pathlib.Path, *args: str) -> tuple[str, float]:
     """stdout and peak RSS (MiB) of `katib-metrics ARGS`, run in its own process."""
-    out_path, err_path, usage_path = tmp / "stdout", tmp / "stderr", tmp / "usage"
-    with out_path.open("wb") as out, err_path.open("wb") as err:
-        command = [sys.executable, "-c", LAUNCHER, str(usage_path), sys.executable, "-m", "katib_metrics", *args]
-        subprocess.run(command, stdout=out, stderr=err, check=True, timeout=300)
-    code, peak_kib = map(int, usage_path.read_text().split())
-    assert code == 0, err_path.read_text()
-    return out_path.read_text(), peak_kib / 1024
+    run = peak.measured(tmp, *args)
+    assert run.code == 0, run.stderr
+    return run.stdout, run.peak_mib
 
 
 @pytest.fixture(scope="module")
