@@ -83,6 +83,11 @@ POLICY = RetryPolicy(budget=1e9, call_timeout=1.0)
        count=st.integers(1, 40), metrics=st.integers(1, 3))
 def test_every_row_is_stored_exactly_once_whatever_the_retryable_faults(
         sends: list[Fate], lookups: list[Fate], count: int, metrics: int) -> None:
+    assert_stored_exactly_once(sends, lookups, count, metrics)
+
+
+def assert_stored_exactly_once(sends: list[Fate], lookups: list[Fate], count: int, metrics: int) -> None:
+    """The model's check: a batch delivered through these fates of sends and lookups lands once, all of it."""
     channel = ScriptedChannel(sends, lookups)
     batch = Batch(rows(count, metrics))
     expected = Counter((r.time_stamp, r.name, r.value) for r in batch.rows)

@@ -15,6 +15,7 @@ from katib_metrics.collector.report import (
     ReportCounters,
     ReportError,
     ReportOutcome,
+    ReportResult,
     RetryPolicy,
     TrialStatusError,
 )
@@ -122,29 +123,27 @@ def test_client_retries_until_a_server_starts_late_on_its_port() -> None:
     assert 1.9 < time.monotonic() - begin < 8  # reconnects promptly once the server is up
 
 
-def test_acknowledged_chunks_are_not_resent_when_a_later_chunk_is_retried() -> None:
-    servicer = RecordingDBManager(
-        script=lambda n: grpc.StatusCode.RESOURCE_EXHAUSTED if n in (2, 3) else None
-    )
+def scripted_report(code: grpc.StatusCode, calls: tuple[int, ...], trial: str, count: int) -> ReportResult:
+    """`count` rows reported to a db-manager that answers `code` to the calls numbered in `calls`; all of them
+    must land."""
+    servicer = RecordingDBManager(script=lambda n: code if n in calls else None)
     server, address = start_server(servicer)
     try:
         with DBManagerReporter(address, clock=FakeClock()) as reporter:
-            result = reporter.report("resume", rows(15_000))
+            result = reporter.report(trial, rows(count))
     finally:
         server.stop(None)
-    assert servicer.all_rows() == as_tuples(rows(15_000))
+    assert servicer.all_rows() == as_tuples(rows(count))
+    return result
+
+
+def test_acknowledged_chunks_are_not_resent_when_a_later_chunk_is_retried() -> None:
+    result = scripted_report(grpc.StatusCode.RESOURCE_EXHAUSTED, (2, 3), "resume", 15_000)
     assert (result.requests, result.attempts) == (3, 5)
 
 
 def test_a_call_cancelled_by_a_stopping_db_manager_is_sent_again() -> None:
-    servicer = RecordingDBManager(script=lambda n: grpc.StatusCode.CANCELLED if n == 1 else None)
-    server, address = start_server(servicer)
-    try:
-        with DBManagerReporter(address, clock=FakeClock()) as reporter:
-            result = reporter.report("rolling-update", rows(10))
-    finally:
-        server.stop(None)
-    assert servicer.all_rows() == as_tuples(rows(10))
+    result = scripted_report(grpc.StatusCode.CANCELLED, (1,), "rolling-update", 10)
     assert result.outcome is ReportOutcome.RETRIED and (result.requests, result.attempts) == (1, 2)
 
 
