@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from katib_metrics.collector.dbmanager import ObservationStore
-from katib_metrics.collector.dbmanager.server import _encode_reply
+from katib_metrics.collector.report.wire import encode_reply
 from katib_metrics.collector.report._generated import api_pb2, api_pb2_grpc
 from katib_metrics.parsers.model import MetricLog
 
@@ -28,7 +28,7 @@ def test_the_reply_is_byte_for_byte_what_the_generated_classes_write(rows: list[
     generated = api_pb2.GetObservationLogReply(observation_log=api_pb2.ObservationLog(metric_logs=[
         api_pb2.MetricLog(time_stamp=row.time_stamp, metric=api_pb2.Metric(name=row.name, value=row.value))
         for row in rows]))
-    assert _encode_reply(rows) == generated.SerializeToString()
+    assert encode_reply(rows) == generated.SerializeToString()
 
 
 ROWS = 300_000
