@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from katib_metrics.collector.dbmanager import ObservationStore
-from katib_metrics.collector.report.wire import encode_reply
 from katib_metrics.collector.report._generated import api_pb2, api_pb2_grpc
+from katib_metrics.collector.report.wire import encode_reply
 from katib_metrics.parsers.model import MetricLog
 
 pytestmark = pytest.mark.timeout(60)
