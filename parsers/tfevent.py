@@ -115,6 +115,14 @@ class EventDirReader:
             matcher = self._matchers[reldir] = _Matcher(self.spec, self.root, reldir)
         return matcher
 
+    def offsets(self) -> dict[str, int]:
+        """How far each event file, by its path under the root, has been read."""
+        return {relpath: state.offset for relpath, state in self._files.items()}
+
+    def forget(self, relpath: str) -> None:
+        """The file at `relpath` is another file now (written again under the same name): read it from its start."""
+        self._files.pop(relpath, None)
+
     @property
     def pending_bytes(self) -> int:
         """Bytes at the ends of files that do not form a complete record yet (as of the last poll)."""

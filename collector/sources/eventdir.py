@@ -51,7 +51,6 @@ class EventDirSource:
 
         A file that changed since the last pass (its inode is no proof: a new file often gets the inode of
         the one just deleted) has its first bytes compared with those read: one small read per changed file."""
-        files = self.reader._files  # private: the reader keeps one offset per path, not per file
         for relpath, seen in list(self._seen.items()):
             path = os.path.join(self.reader.root, relpath)
             try:
@@ -63,19 +62,19 @@ class EventDirSource:
             head = _head(path, len(seen[1]))
             if head is None or head[1] == seen[1]:  # grown, or a longer copy of what was read: read on
                 continue
-            files.pop(relpath, None)
+            self.reader.forget(relpath)
             del self._seen[relpath]
             self._noted.pop(relpath, None)
 
     def _note_files(self) -> None:
         """After a pass: the file each path was read from, by identity, size and first bytes."""
-        for relpath, state in list(self.reader._files.items()):
-            if self._noted.get(relpath) == state.offset:
+        for relpath, offset in self.reader.offsets().items():
+            if self._noted.get(relpath) == offset:
                 continue  # not read on in this pass: nothing new to note
-            head = _head(os.path.join(self.reader.root, relpath), min(state.offset, HEAD))
+            head = _head(os.path.join(self.reader.root, relpath), min(offset, HEAD))
             if head is not None:
                 self._seen[relpath] = head
-                self._noted[relpath] = state.offset
+                self._noted[relpath] = offset
 
     def flush(self) -> list[MetricLog]:
         """At true end: whatever is still unread; an incomplete last record is then counted as bad."""
